@@ -1,0 +1,209 @@
+"""The Python API, used in notebooks as ``import jupyter_opx as opx``.
+
+Every function works on the current workspace (see :mod:`jupyter_opx.workspace`)
+unless ``workspace=`` names another store folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from .snapshots import catalog
+from .snapshots.capture import create_snapshot
+from .snapshots.diff import diff as _diff
+from .snapshots.provenance import notebook_path_from_env, read_notebook
+from .snapshots.records import AliasEvent, Snapshot, SnapshotDiff, SnapshotList
+from .workspace import Workspace, get_workspace
+
+
+def workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
+    """The workspace (store) operations use: ``path``, else the resolved one."""
+    return get_workspace(path)
+
+
+def _ws(path: str | os.PathLike[str] | Workspace | None) -> Workspace:
+    return path if isinstance(path, Workspace) else get_workspace(path)
+
+
+def kernel_source() -> dict[str, Any]:
+    """The executed cells (``In``) and notebook of the running IPython kernel, if any.
+
+    Reads IPython only when it is already imported (the core never imports it).
+    """
+    ipython_mod = sys.modules.get("IPython")
+    shell = ipython_mod.get_ipython() if ipython_mod is not None else None
+    user_ns: dict[str, Any] = getattr(shell, "user_ns", None) or {}
+    cells = [c for c in user_ns.get("In", []) if c]
+    path = notebook_path_from_env(user_ns)
+    source: dict[str, Any] = {"cells": cells, "notebook_path": path}
+    notebook = read_notebook(path)
+    if notebook is not None:
+        source["notebook"] = notebook
+    return source
+
+
+def snapshot(
+    name: str,
+    model: Any = None,
+    data: Any = None,
+    metrics: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+    message: str = "",
+    *,
+    allow_pickle: bool = False,
+    reference: str | None = None,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> Snapshot:
+    """Store a new immutable version of a model and its data.
+
+    Parameters
+    ----------
+    name : str
+        Snapshot name, e.g. ``"churn"``; versions are numbered 1, 2, … per name.
+    model : object, optional
+        A fitted scikit-learn-compatible model, stored with skops.
+    data : DataFrame, Series, ndarray or dict of them, optional
+        Stored as parquet. A dict maps keys (``"train"``, ``"test"``) to data;
+        a bare object is stored under ``"data"``.
+    metrics, params, tags : dict, optional
+        Numbers (metrics) and JSON values (params, tags) recorded with it.
+    message : str
+        A note, like a commit message.
+    allow_pickle : bool
+        Store with pickle an object that skops cannot store. Loading it will
+        need ``allow_pickle=True`` again.
+    reference : str, optional
+        Which dataset drift is later measured against (default ``"train"``
+        if present, else the first).
+    workspace : path or Workspace, optional
+        Another store than the current one.
+
+    Returns
+    -------
+    Snapshot
+        With ``.name``, ``.version`` and ``.ref`` (``"churn/3"``).
+
+    Raises
+    ------
+    ValidationError
+        Bad name, metrics or parameters, or nothing to store.
+    SerializationError
+        The model or data cannot be stored safely.
+    StoreError
+        The store cannot be written.
+    """
+    return create_snapshot(
+        _ws(workspace),
+        name,
+        model=model,
+        data=data,
+        metrics=metrics,
+        params=params,
+        tags=tags,
+        message=message,
+        allow_pickle=allow_pickle,
+        reference=reference,
+        source=kernel_source(),
+    )
+
+
+def show(ref: str, *, workspace: str | os.PathLike[str] | Workspace | None = None) -> Snapshot:
+    """The snapshot a reference (``"churn"``, ``"churn/3"``, ``"churn@production"``) points at.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown name, version or alias.
+    """
+    return catalog.get_snapshot(_ws(workspace), ref)
+
+
+def list_snapshots(
+    name: str | None = None, *, workspace: str | os.PathLike[str] | Workspace | None = None
+) -> SnapshotList:
+    """All snapshots (or those of ``name``), newest first."""
+    return catalog.list_snapshots(_ws(workspace), name)
+
+
+def load_model(
+    ref: str,
+    *,
+    trusted: list[str] | None = None,
+    allow_pickle: bool = False,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> Any:
+    """Load a snapshot's model, verified by hash, with trust decided now.
+
+    Types defined by scikit-learn, numpy and scipy are trusted by default;
+    others must be listed in ``trusted`` or in ``trusted_types`` of
+    ``.opx/config.toml``.
+
+    Parameters
+    ----------
+    ref : str
+        ``"churn"``, ``"churn/3"`` or ``"churn@production"``.
+    trusted : list of str, optional
+        Further type names to trust, e.g. ``["xgboost.sklearn.XGBClassifier"]``.
+    allow_pickle : bool
+        Required to load a model that was stored with pickle.
+
+    Raises
+    ------
+    UntrustedModelError
+        The model holds types not trusted; ``.types`` lists them.
+    CorruptBlobError
+        The artifact does not match its hash (it is never deserialized).
+    SerializationError
+        A pickled model without ``allow_pickle=True``.
+    """
+    return catalog.load_model(_ws(workspace), ref, trusted=trusted, allow_pickle=allow_pickle)
+
+
+def load_data(
+    ref: str, key: str | None = None, *, workspace: str | os.PathLike[str] | Workspace | None = None
+) -> Any:
+    """Load a dataset of a snapshot, verified by hash.
+
+    ``key`` may be omitted when the snapshot holds one dataset.
+    """
+    return catalog.load_data(_ws(workspace), ref, key)
+
+
+def promote(
+    ref: str,
+    alias: str = "production",
+    *,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> AliasEvent:
+    """Point ``name@alias`` at the version ``ref`` resolves to (rollback = promote an older one).
+
+    Every move is kept: who, when, and the version it replaced
+    (see :func:`alias_history`).
+    """
+    return catalog.promote(_ws(workspace), ref, alias)
+
+
+def alias_history(
+    name: str,
+    alias: str | None = None,
+    *,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> list[AliasEvent]:
+    """The history of the aliases of ``name`` (newest first)."""
+    return catalog.alias_history(_ws(workspace), name, alias)
+
+
+def diff(
+    ref_a: str, ref_b: str, *, workspace: str | os.PathLike[str] | Workspace | None = None
+) -> SnapshotDiff:
+    """What differs between two snapshots: model, data (rows, hash, schema), metrics,
+    params, tags, input schema and package versions."""
+    return _diff(_ws(workspace), ref_a, ref_b)
+
+
+def verify(*, workspace: str | os.PathLike[str] | Workspace | None = None) -> dict[str, Any]:
+    """Re-hash every stored blob; returns ``{"checked", "corrupt", "missing"}``."""
+    return catalog.verify_store(_ws(workspace))

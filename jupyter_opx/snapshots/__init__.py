@@ -1,0 +1,1 @@
+"""Snapshots: capture, codecs (skops, parquet), load, diff, reference summaries."""

@@ -1,0 +1,327 @@
+"""Taking a snapshot: encode, hash and store artifacts, then publish atomically.
+
+Order matters for crash safety. Every artifact is first written as a
+content-addressed blob (atomically, each one on its own); only then does one
+database transaction allocate the version and insert the snapshot with its
+datasets. A process killed at any point before that commit leaves at most
+unreferenced blobs behind — never a half snapshot that users can see.
+
+The expensive parts run side by side (pyarrow's parquet writer and numpy's
+sorts release the GIL): encoding each dataset, its reference summaries, the
+model, and reading the environment. An unchanged DataFrame is recognised by
+its fingerprint and not encoded again.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+import os
+import platform
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from ..exceptions import SerializationError, ValidationError
+from ..store import schema
+from ..store.db import Database, utcnow
+from ..workspace import Workspace
+from . import codecs, provenance, summaries
+from .records import Snapshot
+from .refs import check_name
+
+
+def current_user() -> str:
+    """Who is writing: ``$OPX_USER``, else the login name."""
+    user = os.environ.get("OPX_USER")
+    if user:
+        return user[:128]
+    try:
+        return getpass.getuser()[:128]
+    except (OSError, KeyError):  # pragma: no cover - no passwd entry in some containers
+        return "unknown"
+
+
+def _clean_metrics(metrics: dict[str, Any] | None) -> dict[str, float | int]:
+    out: dict[str, float | int] = {}
+    for key, value in (metrics or {}).items():
+        if not isinstance(key, str) or not key:
+            raise ValidationError(f"metric names must be non-empty strings, got {key!r}")
+        if hasattr(value, "item") and callable(value.item):  # numpy scalar
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError(
+                f"metric {key!r} must be a number, got {type(value).__name__}; "
+                "put other values in params= or tags="
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError(f"metric {key!r} is {value}; metrics must be finite numbers")
+        out[key] = value
+    return out
+
+
+def _jsonable(values: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValidationError(f"{what} must be a dict, got {type(values).__name__}")
+
+    def default(obj: Any) -> Any:
+        if hasattr(obj, "item") and callable(obj.item):
+            return obj.item()
+        if hasattr(obj, "tolist") and callable(obj.tolist):
+            return obj.tolist()
+        raise TypeError(type(obj).__name__)
+
+    try:
+        return dict(json.loads(json.dumps({str(k): v for k, v in values.items()}, default=default)))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"{what} must hold JSON values (numbers, strings, lists, dicts): {exc}"
+        ) from exc
+
+
+def _normalize_data(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if isinstance(data, dict):
+        out = {}
+        for key, value in data.items():
+            if not isinstance(key, str):
+                raise ValidationError(f"data keys must be strings, got {key!r}")
+            check_name(key)
+            out[key] = value
+        return out
+    return {"data": data}
+
+
+def _input_schema(model: Any, frame: Any | None) -> list[dict[str, Any]]:
+    dtypes = {str(c): str(t) for c, t in frame.dtypes.items()} if frame is not None else {}
+    names = getattr(model, "feature_names_in_", None) if model is not None else None
+    if names is not None:
+        return [{"name": str(n), "dtype": dtypes.get(str(n), "unknown")} for n in names]
+    if frame is not None:
+        return [{"name": n, "dtype": t} for n, t in dtypes.items()]
+    n_features = getattr(model, "n_features_in_", None)
+    if isinstance(n_features, int):
+        return [{"name": f"x{i}", "dtype": "unknown"} for i in range(n_features)]
+    return []
+
+
+def _store_model(ws: Workspace, model: Any, allow_pickle: bool) -> dict[str, Any]:
+    with ws.blobs.writer() as sink:
+        codec = codecs.dump_model(model, sink, allow_pickle=allow_pickle)
+    cls = type(model)
+    return {
+        "digest": sink.digest,
+        "size": sink.size,
+        "codec": codec,
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+    }
+
+
+def _store_frame(ws: Workspace, frame: Any) -> tuple[str, int]:
+    with ws.blobs.writer() as sink:
+        codecs.write_parquet(frame, sink)
+    return sink.digest, sink.size
+
+
+def _store_summary(ws: Workspace, model: Any, frame: Any) -> tuple[str, int]:
+    summary = summaries.summarize(frame)
+    if model is not None:
+        summary["prediction"] = summaries.score_summary(model, frame)
+    digest, size, _ = ws.blobs.put(json.dumps(summary, separators=(",", ":")).encode())
+    return digest, size
+
+
+def _cache_lookup(ws: Workspace, fp: str) -> dict[str, Any] | None:
+    with ws.db.transaction() as conn:
+        row = conn.execute(
+            select(schema.data_cache).where(schema.data_cache.c.fingerprint == fp)
+        ).first()
+    if row is None or not ws.blobs.exists(row.digest):
+        return None
+    return dict(row._mapping)
+
+
+def create_snapshot(
+    ws: Workspace,
+    name: str,
+    model: Any = None,
+    data: Any = None,
+    metrics: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+    message: str = "",
+    *,
+    allow_pickle: bool = False,
+    reference: str | None = None,
+    source: dict[str, Any] | None = None,
+) -> Snapshot:
+    """Store a new immutable version of snapshot ``name``; see :func:`jupyter_opx.snapshot`."""
+    check_name(name)
+    metrics = _clean_metrics(metrics)
+    params = _jsonable(params, "params")
+    tags = _jsonable(tags, "tags")
+    if not isinstance(message, str):
+        raise ValidationError("message must be a string")
+    datasets = _normalize_data(data)
+    if model is None and not datasets:
+        raise ValidationError("nothing to snapshot: pass model=... and/or data=...")
+    frames = {key: codecs.as_frame(obj) for key, obj in datasets.items()}
+    if reference is not None and reference not in frames:
+        raise ValidationError(
+            f"reference={reference!r} is not one of the datasets ({', '.join(frames) or 'none'})"
+        )
+    ref_key = reference or ("train" if "train" in frames else next(iter(frames), None))
+    source = source or {}
+    nb_path = source.get("notebook_path")
+
+    db: Database = ws.db  # creates and migrates the store on first write
+    fingerprints = {key: codecs.fingerprint(f, meta) for key, (f, meta) in frames.items()}
+    cached = {key: _cache_lookup(ws, fp) for key, fp in fingerprints.items()}
+
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="opx-snapshot") as pool:
+        encoded: dict[str, Future[tuple[str, int]]] = {}
+        summarised: dict[str, Future[tuple[str, int]]] = {}
+        for key, (frame, _meta) in frames.items():
+            hit = cached[key]
+            if hit is None:
+                encoded[key] = pool.submit(_store_frame, ws, frame)
+            if key == ref_key and (hit is None or hit["summary_digest"] is None):
+                summarised[key] = pool.submit(_store_summary, ws, model, frame)
+        model_f = pool.submit(_store_model, ws, model, allow_pickle) if model is not None else None
+        env_f = pool.submit(provenance.environment)
+        git_f = pool.submit(provenance.git_info, Path(nb_path).parent if nb_path else None)
+        source_blob = None
+        if source.get("cells") or source.get("notebook"):
+            source_blob = ws.blobs.put(json.dumps(source, default=str).encode())
+        model_info = model_f.result() if model_f is not None else None
+        results: dict[str, dict[str, Any]] = {}
+        for key, (frame, meta) in frames.items():
+            hit = cached[key] or {}
+            if key in encoded:
+                digest, size = encoded[key].result()
+            else:
+                digest, size = hit["digest"], hit["meta"]["size"]
+            summary = (
+                summarised[key].result()[0] if key in summarised else hit.get("summary_digest")
+            )
+            results[key] = {
+                "digest": digest,
+                "size": size,
+                "summary_digest": summary,
+                "meta": {**meta, "size": size},
+                "rows": len(frame),
+                "columns": frame.shape[1],
+                "schema": codecs.frame_schema(frame),
+            }
+        environment = env_f.result()
+        git = git_f.result()
+
+    ref_frame = frames[ref_key][0] if ref_key else None
+    now = utcnow()
+    row = {
+        "name": name,
+        "created_at": now,
+        "created_by": current_user(),
+        "message": message,
+        "model_digest": model_info["digest"] if model_info else None,
+        "model_codec": model_info["codec"] if model_info else None,
+        "model_class": model_info["class"] if model_info else None,
+        "model_size": model_info["size"] if model_info else None,
+        "metrics": metrics,
+        "params": params,
+        "tags": tags,
+        "input_schema": _input_schema(model, ref_frame),
+        "environment": environment,
+        "provenance": {
+            "notebook_path": nb_path,
+            "git": git,
+            "run_id": os.environ.get("OPX_RUN_ID"),
+            "host": platform.node(),
+            "cwd": os.getcwd(),
+            "cells": len(source.get("cells") or []),
+        },
+        "source_digest": source_blob[0] if source_blob else None,
+        "reference_key": ref_key,
+    }
+    blob_sizes: dict[str, int] = {}
+    if model_info:
+        blob_sizes[model_info["digest"]] = model_info["size"]
+    if source_blob:
+        blob_sizes[source_blob[0]] = source_blob[1]
+    for key, res in results.items():
+        blob_sizes[res["digest"]] = res["size"]
+        if key in summarised:
+            blob_sizes[summarised[key].result()[0]] = summarised[key].result()[1]
+
+    def publish(conn: Connection) -> int:
+        snaps = schema.snapshots
+        latest = conn.execute(
+            select(snaps.c.id, snaps.c.version)
+            .where(snaps.c.name == name)
+            .order_by(snaps.c.version.desc())
+            .limit(1)
+        ).first()
+        version = latest.version + 1 if latest else 1
+        for digest, size in blob_sizes.items():
+            known = conn.execute(
+                select(schema.blobs.c.digest).where(schema.blobs.c.digest == digest)
+            ).first()
+            if known is None:
+                conn.execute(insert(schema.blobs).values(digest=digest, size=size, created_at=now))
+        inserted = conn.execute(
+            insert(snaps).values(**row, version=version, parent_id=latest.id if latest else None)
+        ).inserted_primary_key
+        assert inserted is not None
+        snap_id = inserted[0]
+        for key, res in results.items():
+            first = conn.execute(
+                select(schema.snapshot_data.c.snapshot_id)
+                .where(schema.snapshot_data.c.digest == res["digest"])
+                .order_by(schema.snapshot_data.c.snapshot_id)
+                .limit(1)
+            ).scalar()
+            conn.execute(
+                insert(schema.snapshot_data).values(
+                    snapshot_id=snap_id,
+                    key=key,
+                    digest=res["digest"],
+                    kind=res["meta"]["kind"],
+                    rows=res["rows"],
+                    columns=res["columns"],
+                    size=res["size"],
+                    schema={"columns": res["schema"], "codec": res["meta"]},
+                    summary_digest=res["summary_digest"],
+                    reused_from=first,
+                )
+            )
+            cache = schema.data_cache
+            values = {
+                "digest": res["digest"],
+                "summary_digest": res["summary_digest"],
+                "meta": res["meta"],
+            }
+            exists = conn.execute(
+                select(cache.c.fingerprint).where(cache.c.fingerprint == fingerprints[key])
+            ).first()
+            if exists is None:
+                conn.execute(insert(cache).values(fingerprint=fingerprints[key], **values))
+            else:
+                conn.execute(
+                    update(cache).where(cache.c.fingerprint == fingerprints[key]).values(**values)
+                )
+        Database.record_change(conn, "snapshot", f"{name}/{version}")
+        return int(version)
+
+    version = db.run_write(publish)
+    from .catalog import get_snapshot
+
+    return get_snapshot(ws, f"{name}/{version}")
+
+
+__all__ = ["SerializationError", "create_snapshot", "current_user"]

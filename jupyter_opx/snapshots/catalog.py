@@ -1,0 +1,328 @@
+"""Finding, loading and promoting snapshots."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from ..exceptions import NotFoundError, ValidationError
+from ..store import schema
+from ..store.db import Database, as_utc, utcnow
+from ..workspace import Workspace
+from . import codecs
+from .capture import current_user
+from .records import AliasEvent, DataInfo, Snapshot, SnapshotList
+from .refs import Ref, check_alias, parse_ref
+
+S = schema.snapshots
+
+
+def _names(conn: Connection) -> list[str]:
+    return list(conn.execute(select(S.c.name).distinct().order_by(S.c.name)).scalars())
+
+
+def resolve_row(conn: Connection, ref: str | Ref) -> Row[Any]:
+    """The snapshots row a reference points at.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown name, version or alias; the message lists what exists.
+    """
+    r = parse_ref(ref)
+    base = select(S).where(S.c.name == r.name)
+    if r.alias is not None:
+        target = conn.execute(
+            select(schema.aliases.c.version).where(
+                schema.aliases.c.name == r.name, schema.aliases.c.alias == r.alias
+            )
+        ).scalar()
+        if target is None:
+            _require_name(conn, r.name)
+            known = list(
+                conn.execute(
+                    select(schema.aliases.c.alias).where(schema.aliases.c.name == r.name)
+                ).scalars()
+            )
+            hint = f"its aliases are {', '.join(known)}" if known else "it has no aliases yet"
+            raise NotFoundError(
+                f"{r.name} has no alias {r.alias!r} ({hint}); "
+                f"set one with opx.promote('{r.name}/N', '{r.alias}')",
+                ref=str(r),
+            )
+        row = conn.execute(base.where(S.c.version == target)).first()
+    elif r.version is not None:
+        row = conn.execute(base.where(S.c.version == r.version)).first()
+        if row is None:
+            _require_name(conn, r.name)
+            latest = conn.execute(
+                select(S.c.version).where(S.c.name == r.name).order_by(S.c.version.desc()).limit(1)
+            ).scalar()
+            raise NotFoundError(
+                f"{r.name} has no version {r.version} (versions 1 to {latest} exist)",
+                ref=str(r),
+            )
+    else:
+        row = conn.execute(base.order_by(S.c.version.desc()).limit(1)).first()
+    if row is None:
+        _require_name(conn, r.name)
+        raise NotFoundError(f"snapshot {r} not found", ref=str(r))  # pragma: no cover
+    return row
+
+
+def _require_name(conn: Connection, name: str) -> None:
+    exists = conn.execute(select(S.c.id).where(S.c.name == name).limit(1)).first()
+    if exists is None:
+        names = _names(conn)
+        listing = (
+            f"existing snapshots: {', '.join(names[:10])}"
+            if names
+            else "the store has no snapshots yet"
+        )
+        raise NotFoundError(f"no snapshot named {name!r} ({listing})", ref=name)
+
+
+def _no_store(ref: str | Ref) -> NotFoundError:
+    return NotFoundError(
+        f"snapshot {ref} not found: there is no store here yet (it is created by the "
+        "first opx.snapshot); set OPX_HOME or cd into your project",
+        ref=str(ref),
+    )
+
+
+def _to_snapshot(ws: Workspace, conn: Connection, row: Row[Any]) -> Snapshot:
+    parent = None
+    if row.parent_id is not None:
+        p = conn.execute(select(S.c.name, S.c.version).where(S.c.id == row.parent_id)).first()
+        parent = f"{p.name}/{p.version}" if p else None
+    data: dict[str, DataInfo] = {}
+    for d in conn.execute(
+        select(schema.snapshot_data).where(schema.snapshot_data.c.snapshot_id == row.id)
+    ):
+        reused = None
+        if d.reused_from is not None and d.reused_from != row.id:
+            src = conn.execute(select(S.c.name, S.c.version).where(S.c.id == d.reused_from)).first()
+            reused = f"{src.name}/{src.version}" if src else None
+        data[d.key] = DataInfo(
+            key=d.key,
+            digest=d.digest,
+            kind=d.kind,
+            rows=int(d.rows),
+            columns=int(d.columns),
+            size=int(d.size),
+            schema=list(d.schema.get("columns", [])),
+            summary_digest=d.summary_digest,
+            reused_from=reused,
+        )
+    aliases = list(
+        conn.execute(
+            select(schema.aliases.c.alias)
+            .where(schema.aliases.c.name == row.name, schema.aliases.c.version == row.version)
+            .order_by(schema.aliases.c.alias)
+        ).scalars()
+    )
+    model = None
+    if row.model_digest:
+        model = {
+            "digest": row.model_digest,
+            "codec": row.model_codec,
+            "class": row.model_class,
+            "size": row.model_size,
+        }
+    created = as_utc(row.created_at)
+    assert created is not None
+    return Snapshot(
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        created_at=created,
+        created_by=row.created_by,
+        message=row.message,
+        parent=parent,
+        model=model,
+        metrics=dict(row.metrics),
+        params=dict(row.params),
+        tags=dict(row.tags),
+        input_schema=list(row.input_schema),
+        environment=dict(row.environment),
+        provenance=dict(row.provenance),
+        data=data,
+        aliases=aliases,
+        reference_key=row.reference_key,
+        source_digest=row.source_digest,
+        workspace=ws,
+    )
+
+
+def get_snapshot(ws: Workspace, ref: str | Ref) -> Snapshot:
+    """The snapshot a reference points at (see :func:`jupyter_opx.show`)."""
+    parse_ref(ref)
+    if not ws.exists:
+        raise _no_store(ref)
+    with ws.db.transaction() as conn:
+        return _to_snapshot(ws, conn, resolve_row(conn, ref))
+
+
+def list_snapshots(
+    ws: Workspace, name: str | None = None, limit: int | None = None
+) -> SnapshotList:
+    """Snapshots, newest first, optionally of one name."""
+    if not ws.exists:
+        return SnapshotList()
+    with ws.db.transaction() as conn:
+        query = select(S).order_by(S.c.created_at.desc(), S.c.id.desc())
+        if name is not None:
+            _require_name(conn, parse_ref(name).name)
+            query = query.where(S.c.name == parse_ref(name).name)
+        if limit is not None:
+            query = query.limit(limit)
+        return SnapshotList(_to_snapshot(ws, conn, row) for row in conn.execute(query).all())
+
+
+def promote(ws: Workspace, ref: str | Ref, alias: str) -> AliasEvent:
+    """Point ``name@alias`` at the version ``ref`` resolves to, keeping history."""
+    check_alias(alias)
+    if not ws.exists:
+        raise _no_store(ref)
+    who = current_user()
+
+    def write(conn: Connection) -> AliasEvent:
+        row = resolve_row(conn, ref)
+        A = schema.aliases
+        now = utcnow()
+        prev = conn.execute(
+            select(A.c.version).where(A.c.name == row.name, A.c.alias == alias)
+        ).scalar()
+        values = {"version": row.version, "updated_at": now, "updated_by": who}
+        if prev is None:
+            conn.execute(insert(A).values(name=row.name, alias=alias, **values))
+        else:
+            conn.execute(update(A).where(A.c.name == row.name, A.c.alias == alias).values(**values))
+        conn.execute(
+            insert(schema.alias_history).values(
+                name=row.name,
+                alias=alias,
+                version=row.version,
+                previous_version=prev,
+                at=now,
+                by=who,
+            )
+        )
+        Database.record_change(conn, "alias", f"{row.name}@{alias}")
+        return AliasEvent(row.name, alias, row.version, prev, now, who)
+
+    return ws.db.run_write(write)
+
+
+def alias_history(ws: Workspace, name: str, alias: str | None = None) -> list[AliasEvent]:
+    """Every move of the aliases of ``name`` (or of one alias), newest first."""
+    if not ws.exists:
+        return []
+    H = schema.alias_history
+    with ws.db.transaction() as conn:
+        _require_name(conn, name)
+        query = select(H).where(H.c.name == name).order_by(H.c.id.desc())
+        if alias is not None:
+            query = query.where(H.c.alias == alias)
+        return [
+            AliasEvent(r.name, r.alias, r.version, r.previous_version, as_utc(r.at), r.by)  # type: ignore[arg-type]
+            for r in conn.execute(query)
+        ]
+
+
+def load_model(
+    ws: Workspace,
+    ref: str | Ref,
+    trusted: list[str] | None = None,
+    allow_pickle: bool = False,
+) -> Any:
+    """Load a snapshot's model after verifying its hash; trust is decided now."""
+    snap = get_snapshot(ws, ref)
+    if snap.model is None:
+        raise NotFoundError(f"{snap.ref} has no model (it holds data only)", ref=snap.ref)
+    if trusted is not None and (
+        isinstance(trusted, str) or not all(isinstance(t, str) for t in trusted)
+    ):
+        raise ValidationError("trusted must be a list of type names, e.g. ['mypkg.MyModel']")
+    data = ws.blobs.get(snap.model["digest"])  # hash verified before any decoding
+    return codecs.load_model_bytes(
+        data,
+        snap.model["codec"],
+        trusted=[*ws.trusted_types, *(trusted or [])],
+        allow_pickle=allow_pickle,
+        ref=snap.ref,
+    )
+
+
+def load_data(ws: Workspace, ref: str | Ref, key: str | None = None) -> Any:
+    """Load one dataset of a snapshot (the only one when ``key`` is None)."""
+    snap = get_snapshot(ws, ref)
+    info = _data_info(snap, key)
+    with ws.db.transaction() as conn:
+        meta = conn.execute(
+            select(schema.snapshot_data.c.schema).where(
+                schema.snapshot_data.c.snapshot_id == snap.id,
+                schema.snapshot_data.c.key == info.key,
+            )
+        ).scalar_one()
+    buffer = ws.blobs.get_buffer(info.digest)
+    return codecs.read_parquet(buffer, meta.get("codec", {}))
+
+
+def _data_info(snap: Snapshot, key: str | None) -> DataInfo:
+    if not snap.data:
+        raise NotFoundError(f"{snap.ref} has no data (it holds a model only)", ref=snap.ref)
+    if key is None:
+        if len(snap.data) == 1:
+            return next(iter(snap.data.values()))
+        raise ValidationError(
+            f"{snap.ref} holds several datasets ({', '.join(snap.data)}); name one, "
+            f"e.g. load_data({snap.ref!r}, {next(iter(snap.data))!r})"
+        )
+    if key not in snap.data:
+        raise NotFoundError(
+            f"{snap.ref} has no dataset {key!r} (it has {', '.join(snap.data)})", ref=snap.ref
+        )
+    return snap.data[key]
+
+
+def reference_summary(ws: Workspace, snap: Snapshot) -> dict[str, Any] | None:
+    """The reference summaries stored with a snapshot (None without data)."""
+    key = snap.reference_key
+    if key is None or key not in snap.data or snap.data[key].summary_digest is None:
+        return None
+    digest = snap.data[key].summary_digest
+    assert digest is not None
+    summary: dict[str, Any] = json.loads(ws.blobs.get(digest))
+    summary["dataset"] = key
+    return summary
+
+
+def source(ws: Workspace, ref: str | Ref) -> dict[str, Any] | None:
+    """The executed cells and notebook recorded with a snapshot, if any."""
+    snap = get_snapshot(ws, ref)
+    if snap.source_digest is None:
+        return None
+    result: dict[str, Any] = json.loads(ws.blobs.get(snap.source_digest))
+    return result
+
+
+def verify_store(ws: Workspace) -> dict[str, Any]:
+    """Re-hash every blob the store references or holds.
+
+    Returns
+    -------
+    dict
+        ``{"checked": n, "corrupt": [digest...], "missing": [digest...]}``
+        where *missing* are blobs the metadata references but the store lacks.
+    """
+    if not ws.exists:
+        return {"checked": 0, "corrupt": [], "missing": []}
+    with ws.db.transaction() as conn:
+        referenced = set(conn.execute(select(schema.blobs.c.digest)).scalars())
+    stored = set(ws.blobs.iter_digests())
+    corrupt = sorted(d for d in stored if not ws.blobs.verify(d))
+    missing = sorted(referenced - stored)
+    return {"checked": len(stored), "corrupt": corrupt, "missing": missing}

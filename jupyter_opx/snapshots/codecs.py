@@ -1,0 +1,275 @@
+"""How models and data become bytes, and back, safely.
+
+Models go through skops, whose format describes objects instead of running
+code. Trust is decided here, at load time, from the *types the artifact
+contains* (read with ``skops.io.get_untrusted_types``) and the caller's and the
+store's configuration — never from anything the artifact says about itself.
+Pickle is used only when asked for at snapshot time *and* again at load time.
+
+Data (pandas DataFrames and Series, numpy arrays) is stored as parquet through
+pyarrow. A fingerprint of the in-memory data lets an unchanged DataFrame be
+recognised without encoding it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from typing import Any, Protocol
+
+from ..exceptions import SerializationError, UntrustedModelError
+
+#: bump when the parquet encoding changes, so old fingerprints stop matching
+DATA_CODEC_VERSION = 1
+
+#: modules whose types are trusted by default: their authors are the ones the
+#: model already depends on, and skops only rebuilds (never calls) them.
+TRUSTED_ROOTS = ("sklearn", "numpy", "scipy")
+#: stdlib wrappers skops reports for scikit-learn models (HistGradientBoosting
+#: holds a ``functools.partial``); what they wrap is checked on its own.
+TRUSTED_EXTRA = ("functools.partial",)
+#: parts of the trusted libraries that read or write files: never trusted by default
+DENIED_PREFIXES = (
+    "numpy.load",
+    "numpy.save",
+    "numpy.fromfile",
+    "numpy.memmap",
+    "numpy.lib.npyio",
+    "numpy.lib.format",
+    "scipy.io",
+    "sklearn.datasets",
+    "sklearn.utils._testing",
+)
+
+
+class Sink(Protocol):
+    """Where encoded bytes go: a binary file, or the blob store's hashing writer."""
+
+    def write(self, data: Any, /) -> int: ...
+
+
+def _qualname(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# -- models ------------------------------------------------------------------------------
+def dump_model(model: Any, sink: Sink, allow_pickle: bool = False) -> str:
+    """Write ``model`` to ``sink``; return the codec used (``"skops"`` or ``"pickle"``).
+
+    Raises
+    ------
+    SerializationError
+        skops cannot store the object and ``allow_pickle`` is False.
+    """
+    import skops.io as sio
+
+    try:
+        data = sio.dumps(model)
+    except Exception as exc:
+        if not allow_pickle:
+            raise SerializationError(
+                f"cannot store the model safely: skops does not support "
+                f"{_qualname(model)} ({type(exc).__name__}: {exc}). If you trust this "
+                "object, pass allow_pickle=True to snapshot (and again to load_model)",
+                type=_qualname(model),
+            ) from exc
+        try:
+            pickle.dump(model, sink, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc2:
+            raise SerializationError(
+                f"cannot store the model: {_qualname(model)} cannot be pickled either "
+                f"({type(exc2).__name__}: {exc2})",
+                type=_qualname(model),
+            ) from exc2
+        return "pickle"
+    sink.write(data)
+    return "skops"
+
+
+def is_trusted_by_default(type_name: str) -> bool:
+    """Whether a type or function name is trusted without configuration."""
+    if type_name in TRUSTED_EXTRA:
+        return True
+    if any(type_name == p or type_name.startswith(p + ".") for p in DENIED_PREFIXES):
+        return False
+    return type_name.split(".", 1)[0] in TRUSTED_ROOTS
+
+
+def untrusted_types(data: bytes, trusted: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The types in a skops artifact that neither the defaults nor ``trusted`` allow."""
+    import skops.io as sio
+
+    try:
+        found = sio.get_untrusted_types(data=data)
+    except Exception as exc:
+        raise SerializationError(f"the model artifact cannot be read by skops: {exc}") from exc
+    allowed = set(trusted)
+    return sorted(t for t in found if t not in allowed and not is_trusted_by_default(t))
+
+
+def load_model_bytes(
+    data: bytes,
+    codec: str,
+    *,
+    trusted: list[str] | tuple[str, ...] = (),
+    allow_pickle: bool = False,
+    ref: str = "",
+) -> Any:
+    """Rebuild a model from verified bytes, deciding trust now.
+
+    Parameters
+    ----------
+    data : bytes
+        The artifact, already checked against its content hash.
+    codec : str
+        ``"skops"`` or ``"pickle"``.
+    trusted : list of str
+        Extra type names to trust (from the caller and the store's config).
+    allow_pickle : bool
+        Must be True to load a pickled artifact.
+
+    Raises
+    ------
+    UntrustedModelError
+        The artifact holds types that are not trusted.
+    SerializationError
+        The artifact is pickled and ``allow_pickle`` is False, or cannot be decoded.
+    """
+    if codec == "pickle":
+        if not allow_pickle:
+            raise SerializationError(
+                f"{ref or 'this model'} was stored with pickle, which can run arbitrary code "
+                "when loaded; load it only if you trust its author: "
+                f"load_model({ref!r}, allow_pickle=True)",
+                ref=ref,
+            )
+        return pickle.loads(data)
+    if codec != "skops":
+        raise SerializationError(f"unknown model codec {codec!r}; upgrade jupyter_opx")
+    import skops.io as sio
+
+    bad = untrusted_types(data, trusted)
+    if bad:
+        shown = ", ".join(bad)
+        raise UntrustedModelError(
+            f"{ref or 'the model'} contains types that are not trusted: {shown}. "
+            f"If you trust them, load with trusted={bad!r}, or add them to "
+            "trusted_types in .opx/config.toml",
+            types=bad,
+            ref=ref,
+        )
+    allowed = sio.get_untrusted_types(data=data)
+    try:
+        return sio.loads(data, trusted=allowed)
+    except Exception as exc:
+        raise SerializationError(f"cannot load {ref or 'the model'}: {exc}", ref=ref) from exc
+
+
+# -- data --------------------------------------------------------------------------------
+def as_frame(obj: Any) -> tuple[Any, dict[str, Any]]:
+    """Normalise a DataFrame, Series or ndarray to a DataFrame plus what restores it."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(obj, pd.DataFrame):
+        return obj, {"kind": "dataframe"}
+    if isinstance(obj, pd.Series):
+        name = obj.name if obj.name is not None else "value"
+        meta = {"kind": "series", "name": obj.name if _json_ok(obj.name) else str(obj.name)}
+        return obj.to_frame(name=str(name)), meta
+    if isinstance(obj, np.ndarray):
+        if obj.dtype == object:
+            raise SerializationError(
+                "cannot store a numpy array of Python objects safely; convert it to a "
+                "typed array (e.g. arr.astype(str)) or a DataFrame"
+            )
+        shape = list(obj.shape)
+        flat = obj.reshape(shape[0], -1) if obj.ndim >= 1 else obj.reshape(1, 1)
+        frame = pd.DataFrame(flat, columns=[str(i) for i in range(flat.shape[1])])
+        return frame, {"kind": "ndarray", "shape": shape, "dtype": str(obj.dtype)}
+    raise SerializationError(
+        f"cannot store a {_qualname(obj)} as data; pass a pandas DataFrame or Series "
+        "or a numpy array"
+    )
+
+
+def _json_ok(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def frame_schema(frame: Any) -> list[dict[str, str]]:
+    """Columns and dtypes of a DataFrame, as stored in the snapshot."""
+    return [{"name": str(c), "dtype": str(t)} for c, t in frame.dtypes.items()]
+
+
+def fingerprint(frame: Any, meta: dict[str, Any]) -> str:
+    """A sha256 over the DataFrame's exact content, names, dtypes and index.
+
+    Numeric columns are hashed straight from their memory; categoricals from
+    their codes and categories; anything else from pandas' per-value hashes.
+    """
+    import numpy as np
+    import pandas as pd
+
+    h = hashlib.sha256()
+    h.update(json.dumps([DATA_CODEC_VERSION, meta, frame_schema(frame)]).encode())
+    h.update(repr(list(frame.columns)).encode())
+    if frame.attrs:
+        h.update(json.dumps(frame.attrs, default=str, sort_keys=True).encode())
+    index = frame.index
+    if isinstance(index, pd.RangeIndex):
+        h.update(f"range:{index.start}:{index.stop}:{index.step}:{index.name!r}".encode())
+    else:
+        h.update(f"index:{index.dtype}:{index.names!r}".encode())
+        h.update(memoryview(pd.util.hash_pandas_object(index, index=False).to_numpy()))
+    for _, col in frame.items():
+        dtype = col.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            h.update(np.ascontiguousarray(col.cat.codes.to_numpy()).tobytes())
+            h.update(repr((list(dtype.categories), dtype.ordered)).encode())
+        elif isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
+            h.update(memoryview(np.ascontiguousarray(col.to_numpy())).cast("B"))  # type: ignore[arg-type]
+        else:
+            h.update(memoryview(pd.util.hash_pandas_object(col, index=False).to_numpy()))
+    return h.hexdigest()
+
+
+def write_parquet(frame: Any, sink: Sink) -> None:
+    """Encode a DataFrame as parquet (pyarrow, snappy) into ``sink``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=None)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise SerializationError(
+            f"cannot store this DataFrame as parquet ({exc}); give columns one type "
+            "each (e.g. df[col] = df[col].astype(str)) and unique column names"
+        ) from exc
+    pq.write_table(table, sink)
+
+
+def read_parquet(buffer: Any, meta: dict[str, Any]) -> Any:
+    """Decode a verified parquet buffer back to the object that was stored."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        frame = pq.read_table(pa.BufferReader(pa.py_buffer(buffer))).to_pandas()
+    except pa.ArrowException as exc:
+        raise SerializationError(f"cannot decode stored data: {exc}") from exc
+    kind = meta.get("kind", "dataframe")
+    if kind == "series":
+        series = frame.iloc[:, 0]
+        series.name = meta.get("name")
+        return series
+    if kind == "ndarray":
+        return frame.to_numpy(dtype=np.dtype(meta["dtype"])).reshape(meta["shape"])
+    return frame

@@ -1,0 +1,1 @@
+"""Metadata tables and migrations (SQLAlchemy 2), content-addressed blobs (fsspec)."""

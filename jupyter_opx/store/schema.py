@@ -1,0 +1,123 @@
+"""The metadata tables, in SQLAlchemy Core.
+
+Portable types only (no SQLite-only or PostgreSQL-only constructs): the same
+schema and queries run on the embedded SQLite default and on PostgreSQL.
+Changing a table means adding an Alembic revision under ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+#: a sha256 hex digest
+Digest = String(64)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", Digest, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("parent_id", Integer, ForeignKey("snapshots.id"), nullable=True),
+    # model: digest of the artifact, the codec that wrote it, its class name
+    Column("model_digest", Digest, nullable=True),
+    Column("model_codec", String(16), nullable=True),
+    Column("model_class", String(256), nullable=True),
+    Column("model_size", BigInteger, nullable=True),
+    Column("metrics", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("input_schema", JSON, nullable=False),
+    Column("environment", JSON, nullable=False),
+    Column("provenance", JSON, nullable=False),
+    # executed cells and notebook content live in a blob (they can be large)
+    Column("source_digest", Digest, nullable=True),
+    Column("reference_key", String(128), nullable=True),
+    UniqueConstraint("name", "version", name="uq_snapshots_name_version"),
+)
+Index("ix_snapshots_created_at", snapshots.c.created_at)
+
+snapshot_data = Table(
+    "snapshot_data",
+    metadata,
+    Column("snapshot_id", Integer, ForeignKey("snapshots.id"), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("digest", Digest, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("columns", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("schema", JSON, nullable=False),
+    Column("summary_digest", Digest, nullable=True),
+    # the earlier snapshot whose identical data this entry reuses (lineage)
+    Column("reused_from", Integer, ForeignKey("snapshots.id"), nullable=True),
+)
+Index("ix_snapshot_data_digest", snapshot_data.c.digest)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("previous_version", Integer, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("by", String(128), nullable=False),
+)
+Index("ix_alias_history_name_alias", alias_history.c.name, alias_history.c.alias)
+
+#: DataFrame fingerprint -> encoded blob and summary, so unchanged data is not re-encoded
+data_cache = Table(
+    "data_cache",
+    metadata,
+    Column("fingerprint", Digest, primary_key=True),
+    Column("digest", Digest, nullable=False),
+    Column("summary_digest", Digest, nullable=True),
+    Column("meta", JSON, nullable=False),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("subject", String(256), nullable=False),
+)
