@@ -194,7 +194,6 @@ def create_snapshot(
             if key == ref_key and (hit is None or hit["summary_digest"] is None):
                 summarised[key] = pool.submit(_store_summary, ws, model, frame)
         model_f = pool.submit(_store_model, ws, model, allow_pickle) if model is not None else None
-        env_f = pool.submit(provenance.environment)
         git_f = pool.submit(provenance.git_info, Path(nb_path).parent if nb_path else None)
         source_blob = None
         if source.get("cells") or source.get("notebook"):
@@ -219,7 +218,8 @@ def create_snapshot(
                 "columns": frame.shape[1],
                 "schema": codecs.frame_schema(frame),
             }
-        environment = env_f.result()
+        # read after the model is encoded, so the codec's own imports are included
+        environment = provenance.environment()
         git = git_f.result()
 
     ref_frame = frames[ref_key][0] if ref_key else None

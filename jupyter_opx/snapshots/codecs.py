@@ -84,8 +84,62 @@ def dump_model(model: Any, sink: Sink, allow_pickle: bool = False) -> str:
                 type=_qualname(model),
             ) from exc2
         return "pickle"
-    sink.write(data)
+    sink.write(canonical_skops(data))
     return "skops"
+
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """Rewrite a skops archive so that equal models give equal bytes.
+
+    skops names array files after ``id()`` or a random uuid and stamps zip
+    entries with the current time, so dumping the same model twice gives
+    different bytes, hence different content hashes. Renaming each file after
+    its own content hash, numbering skops' memo ids (``__id__``, also
+    ``id()`` values) in order of appearance and fixing the timestamps makes the artifact a pure
+    function of the model: unchanged models are stored once, and ``diff``
+    can tell whether a model really changed.
+    """
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        schema = json.loads(src.read("schema.json"))
+        files = {name: src.read(name) for name in src.namelist() if name != "schema.json"}
+        compression = src.getinfo("schema.json").compress_type
+    renamed = {
+        old: hashlib.sha256(content).hexdigest()[:40] + "." + old.rsplit(".", 1)[-1]
+        for old, content in files.items()
+    }
+
+    ids: dict[Any, int] = {}  # memo ids (id() values) renumbered by first appearance
+
+    def rename(node: Any) -> Any:
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            for k, v in node.items():
+                if k == "file" and isinstance(v, str):
+                    out[k] = renamed.get(v, v)
+                elif k == "__id__" and isinstance(v, int):
+                    out[k] = ids.setdefault(v, len(ids) + 1)
+                else:
+                    out[k] = rename(v)
+            return out
+        if isinstance(node, list):
+            return [rename(v) for v in node]
+        return node
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=compression) as dst:
+        entries = {"schema.json": json.dumps(rename(schema), indent=2).encode()}
+        entries.update({renamed[old]: content for old, content in files.items()})
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.compress_type = compression
+            dst.writestr(info, entries[name])
+    return out.getvalue()
 
 
 def is_trusted_by_default(type_name: str) -> bool:

@@ -337,7 +337,14 @@ class SnapshotDiff:
             out.append([f"data[{key}] rows", d.get("a_rows", ""), d.get("b_rows", ""), note])
         for k, m in self.metrics.items():
             delta = m.get("delta")
-            out.append([f"metric {k}", m["a"], m["b"], "" if delta is None else f"{delta:+.4g}"])
+            out.append(
+                [
+                    f"metric {k}",
+                    _num(m["a"]),
+                    _num(m["b"]),
+                    "" if delta is None else f"{delta:+.4g}",
+                ]
+            )
         for section in ("params", "tags"):
             for k, v in getattr(self, section).items():
                 out.append([f"{section[:-1]} {k}", v["a"], v["b"], ""])

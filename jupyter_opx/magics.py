@@ -1,0 +1,287 @@
+"""The ``%opx`` / ``%%opx`` IPython magics (a surface: parse, delegate, render).
+
+Load with ``%load_ext jupyter_opx``. Every command calls the same core
+functions as the Python API and the CLI; an :class:`~jupyter_opx.OpxError` is
+shown as one line (IPython's ``UsageError``), never a traceback, and still
+marks the cell as failed so a notebook run as a job stops there.
+
+How ``%%opx snapshot NAME`` finds what to store, after running the cell:
+
+* **model** — ``--model VAR`` if given; otherwise the one fitted estimator the
+  cell assigned (``clf = ...``) or fitted in place (``clf.fit(...)``). An
+  estimator is an object with ``fit`` and ``predict``/``predict_proba``/
+  ``transform`` that has fitted attributes (names ending in ``_``). When the
+  cell leaves several, name one with ``--model``.
+* **data** — ``--data VAR ...`` if given; otherwise every pandas DataFrame or
+  Series the cell assigned, stored under its variable name.
+* **metrics** — ``--metrics VAR`` if given; otherwise a dict named
+  ``metrics`` that the cell assigned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import html
+import shlex
+import sys
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import display
+
+from .exceptions import OpxError
+
+HELP = """\
+%opx snapshot NAME --model VAR [--data [KEY=]VAR ...] [--metrics VAR] [-m MESSAGE]
+%%opx snapshot NAME [--model VAR] [-m MESSAGE]   run the cell, snapshot what it made
+%%opx params                                     the job's parameters cell
+%opx list [NAME]                                 snapshots, newest first
+%opx show REF                                    one snapshot (churn, churn/3, churn@production)
+%opx promote REF ALIAS                           point NAME@ALIAS at REF's version
+%opx history NAME                                alias moves of NAME
+%opx diff REF_A REF_B                            what changed between two snapshots
+%opx status                                      where the store is and what it holds"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting the kernel."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise UsageError(message or self.format_usage())
+
+
+def _parser(prog: str, *args: tuple[tuple[str, ...], dict[str, Any]]) -> _Parser:
+    parser = _Parser(prog=f"%opx {prog}", add_help=False)
+    for flags, kwargs in args:
+        parser.add_argument(*flags, **kwargs)
+    return parser
+
+
+def _show(obj: Any) -> None:
+    """Display with an HTML view and a plain-text fallback."""
+    html_view = obj._repr_html_() if hasattr(obj, "_repr_html_") else None
+    bundle = {"text/plain": str(obj)}
+    if html_view:
+        bundle["text/html"] = html_view
+    display(bundle, raw=True)
+
+
+def _message(text: str) -> None:
+    display({"text/plain": text, "text/html": f"<div>{html.escape(text)}</div>"}, raw=True)
+
+
+def _is_estimator(obj: Any) -> bool:
+    if isinstance(obj, type) or not hasattr(obj, "fit"):
+        return False
+    if not any(hasattr(obj, m) for m in ("predict", "predict_proba", "transform")):
+        return False
+    try:
+        attrs = vars(obj)
+    except TypeError:
+        return False
+    return any(k.endswith("_") and not k.startswith("__") for k in attrs)
+
+
+def _is_frame(obj: Any) -> bool:
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(obj, (pd.DataFrame, pd.Series))
+
+
+def _fitted_in_place(cell: str) -> set[str]:
+    """Names ``x`` for which the cell calls ``x.fit(...)`` (or ``fit_transform``)."""
+    try:
+        tree = ast.parse(cell)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("fit", "fit_transform", "partial_fit")
+            and isinstance(node.func.value, ast.Name)
+        ):
+            names.add(node.func.value.id)
+    return names
+
+
+@magics_class
+class OpxMagics(Magics):
+    """``%opx`` line magic and ``%%opx`` cell magic."""
+
+    @property
+    def _sh(self) -> Any:
+        assert self.shell is not None, "the magics are used inside IPython"
+        return self.shell
+
+    @line_cell_magic
+    def opx(self, line: str = "", cell: str | None = None) -> None:
+        """Snapshot models and data, promote, diff (``%opx help`` lists the commands)."""
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%opx: {exc}") from None
+        if not argv or argv[0] in ("help", "-h", "--help"):
+            print(HELP)
+            return
+        command, rest = argv[0], argv[1:]
+        handler = getattr(self, f"_cmd_{command}", None)
+        if handler is None:
+            raise UsageError(f"%opx: unknown command {command!r}; run %opx help")
+        try:
+            handler(rest, cell)
+        except OpxError as exc:
+            raise UsageError(exc.message) from None
+
+    # -- snapshots -------------------------------------------------------------------
+    def _cmd_snapshot(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        args = _parser(
+            "snapshot",
+            (("name",), {}),
+            (("--model",), {"metavar": "VAR"}),
+            (("--data",), {"metavar": "[KEY=]VAR", "nargs": "+", "action": "extend"}),
+            (("--metrics",), {"metavar": "VAR"}),
+            (("--params",), {"metavar": "VAR"}),
+            (("--tags",), {"metavar": "VAR"}),
+            (("--reference",), {"metavar": "KEY"}),
+            (("-m", "--message"), {"default": ""}),
+            (("--allow-pickle",), {"action": "store_true"}),
+        ).parse_args(argv)
+        ns = self._sh.user_ns
+        if cell is not None:
+            before = {k: id(v) for k, v in ns.items()}
+            result = self._sh.run_cell(cell, store_history=False)
+            if not result.success:
+                raise UsageError("the cell failed, so nothing was snapshotted")
+            changed = {
+                k
+                for k, v in ns.items()
+                if not k.startswith("_") and k not in ("In", "Out") and before.get(k) != id(v)
+            } | (_fitted_in_place(cell) & set(ns))
+        else:
+            changed = set()
+            if args.model is None and not args.data:
+                raise UsageError(
+                    "%opx snapshot NAME needs --model VAR and/or --data VAR "
+                    "(or use %%opx snapshot NAME as a cell magic)"
+                )
+        model = self._pick_model(args.model, changed)
+        data = self._pick_data(args.data, changed)
+        metrics = self._var(args.metrics, "--metrics") if args.metrics else None
+        if metrics is None and "metrics" in changed and isinstance(ns.get("metrics"), dict):
+            metrics = ns["metrics"]
+        if model is None and not data:
+            raise UsageError(
+                "nothing to snapshot: the cell defined no fitted model or DataFrame; "
+                "name them with --model VAR / --data VAR"
+            )
+        snap = api.snapshot(
+            args.name,
+            model=model,
+            data=data or None,
+            metrics=metrics,
+            params=self._var(args.params, "--params") if args.params else None,
+            tags=self._var(args.tags, "--tags") if args.tags else None,
+            message=args.message,
+            allow_pickle=args.allow_pickle,
+            reference=args.reference,
+        )
+        _show(snap)
+
+    def _var(self, name: str, flag: str) -> Any:
+        if name not in self._sh.user_ns:
+            raise UsageError(f"{flag} {name}: no variable named {name!r} in the notebook")
+        return self._sh.user_ns[name]
+
+    def _pick_model(self, name: str | None, changed: set[str]) -> Any:
+        if name is not None:
+            return self._var(name, "--model")
+        ns = self._sh.user_ns
+        found = sorted(k for k in changed if _is_estimator(ns[k]))
+        predictors = [k for k in found if hasattr(ns[k], "predict")] or found
+        if len(predictors) > 1:
+            raise UsageError(
+                f"the cell made several models ({', '.join(predictors)}); pick one with --model VAR"
+            )
+        return ns[predictors[0]] if predictors else None
+
+    def _pick_data(self, specs: list[str] | None, changed: set[str]) -> dict[str, Any]:
+        if specs:
+            data = {}
+            for spec in specs:
+                key, _, var = spec.rpartition("=")
+                data[key or var] = self._var(var, "--data")
+            return data
+        ns = self._sh.user_ns
+        return {k: ns[k] for k in sorted(changed) if _is_frame(ns[k])}
+
+    def _cmd_list(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        args = _parser("list", (("name",), {"nargs": "?"})).parse_args(argv)
+        _show(api.list_snapshots(args.name))
+
+    def _cmd_show(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        args = _parser("show", (("ref",), {})).parse_args(argv)
+        _show(api.show(args.ref))
+
+    def _cmd_promote(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        args = _parser("promote", (("ref",), {}), (("alias",), {})).parse_args(argv)
+        _show(api.promote(args.ref, args.alias))
+
+    def _cmd_history(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        args = _parser("history", (("name",), {}), (("--alias",), {"default": None})).parse_args(
+            argv
+        )
+        events = api.alias_history(args.name, args.alias)
+        _message("\n".join(str(e) for e in events) or f"{args.name} has no aliases yet")
+
+    def _cmd_diff(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        args = _parser("diff", (("a",), {}), (("b",), {})).parse_args(argv)
+        _show(api.diff(args.a, args.b))
+
+    def _cmd_status(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        _parser("status").parse_args(argv)
+        ws = api.workspace()
+        if not ws.exists:
+            _message(f"store: {ws.root} (not created yet; the first snapshot creates it)")
+            return
+        snaps = api.list_snapshots()
+        names = sorted({s.name for s in snaps})
+        _message(
+            f"store: {ws.root}\ndatabase: {ws.db.url.render_as_string(hide_password=True)}\n"
+            f"snapshots: {len(snaps)} version(s) of {len(names)} name(s)"
+            + (f" ({', '.join(names)})" if names else "")
+            + f"\nchange sequence: {ws.change_seq()}"
+        )
+
+    # -- jobs ------------------------------------------------------------------------
+    def _cmd_params(self, argv: list[str], cell: str | None) -> None:
+        """``%%opx params``: run the cell; jobs read their typed parameters from it."""
+        if cell is None:
+            raise UsageError("%%opx params is a cell magic: put it on the first line of a cell")
+        result = self._sh.run_cell(cell, store_history=False)
+        if not result.success:
+            raise UsageError("the parameters cell failed")
+
+
+def register(ipython: Any) -> None:
+    """Register the magics with an IPython shell."""
+    ipython.register_magics(OpxMagics)
