@@ -29,7 +29,7 @@ _API = {
     "show",
     "snapshot",
     "verify",
-    "workspace",
+    "current_workspace",
 }
 _TYPES = {
     "Snapshot": "jupyter_opx.snapshots.records",

@@ -18,8 +18,11 @@ from .snapshots.records import AliasEvent, Snapshot, SnapshotDiff, SnapshotList
 from .workspace import Workspace, get_workspace
 
 
-def workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
-    """The workspace (store) operations use: ``path``, else the resolved one."""
+def current_workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
+    """The workspace (store) operations use: ``path``, else the resolved one.
+
+    (Named so because ``jupyter_opx.workspace`` is the module.)
+    """
     return get_workspace(path)
 
 

@@ -36,6 +36,12 @@ class OpxError(Exception):
         """The error as a JSON-ready mapping (``code``, ``message`` and fields)."""
         return {"code": self.code, "message": self.message, **self.fields}
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython/Jupyter protocol: show the error as one line (it says what to
+        # do next), not a traceback through jupyter_opx's internals. The cell
+        # still fails, so a notebook run as a job stops here.
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self.message}"]
+
 
 class ValidationError(OpxError):
     """Bad input: a malformed name, reference, option or value."""

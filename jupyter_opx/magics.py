@@ -1,16 +1,17 @@
 """The ``%opx`` / ``%%opx`` IPython magics (a surface: parse, delegate, render).
 
 Load with ``%load_ext jupyter_opx``. Every command calls the same core
-functions as the Python API and the CLI; an :class:`~jupyter_opx.OpxError` is
-shown as one line (IPython's ``UsageError``), never a traceback, and still
-marks the cell as failed so a notebook run as a job stops there.
+functions as the Python API and the CLI; an :class:`~jupyter_opx.OpxError` or
+a misused magic is shown as one line, never a traceback, and still marks the
+cell as failed so a notebook run as a job stops there.
 
 How ``%%opx snapshot NAME`` finds what to store, after running the cell:
 
 * **model** — ``--model VAR`` if given; otherwise the one fitted estimator the
   cell assigned (``clf = ...``) or fitted in place (``clf.fit(...)``). An
   estimator is an object with ``fit`` and ``predict``/``predict_proba``/
-  ``transform`` that has fitted attributes (names ending in ``_``). When the
+  ``transform`` that is fitted (scikit-learn's ``check_is_fitted``, else
+  attributes whose names end in ``_``). When the
   cell leaves several, name one with ``--model``.
 * **data** — ``--data VAR ...`` if given; otherwise every pandas DataFrame or
   Series the cell assigned, stored under its variable name.
@@ -31,8 +32,6 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
 
-from .exceptions import OpxError
-
 HELP = """\
 %opx snapshot NAME --model VAR [--data [KEY=]VAR ...] [--metrics VAR] [-m MESSAGE]
 %%opx snapshot NAME [--model VAR] [-m MESSAGE]   run the cell, snapshot what it made
@@ -45,14 +44,22 @@ HELP = """\
 %opx status                                      where the store is and what it holds"""
 
 
+class OpxUsageError(UsageError):
+    """A misused magic: shown as one line, and (unlike UsageError) sent to the
+    notebook as an error output, so a job's output notebook shows it too."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31mUsageError\x1b[0m: {self}"]
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of exiting the kernel."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        raise OpxUsageError(f"{self.prog}: {message}")
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        raise UsageError(message or self.format_usage())
+        raise OpxUsageError(message or self.format_usage())
 
 
 def _parser(prog: str, *args: tuple[tuple[str, ...], dict[str, Any]]) -> _Parser:
@@ -80,6 +87,13 @@ def _is_estimator(obj: Any) -> bool:
         return False
     if not any(hasattr(obj, m) for m in ("predict", "predict_proba", "transform")):
         return False
+    validation = sys.modules.get("sklearn.utils.validation")
+    if validation is not None:
+        try:
+            validation.check_is_fitted(obj)
+        except Exception:  # NotFittedError, or not an sklearn-style estimator
+            return False
+        return True
     try:
         attrs = vars(obj)
     except TypeError:
@@ -125,18 +139,15 @@ class OpxMagics(Magics):
         try:
             argv = shlex.split(line)
         except ValueError as exc:
-            raise UsageError(f"%opx: {exc}") from None
+            raise OpxUsageError(f"%opx: {exc}") from None
         if not argv or argv[0] in ("help", "-h", "--help"):
             print(HELP)
             return
         command, rest = argv[0], argv[1:]
         handler = getattr(self, f"_cmd_{command}", None)
         if handler is None:
-            raise UsageError(f"%opx: unknown command {command!r}; run %opx help")
-        try:
-            handler(rest, cell)
-        except OpxError as exc:
-            raise UsageError(exc.message) from None
+            raise OpxUsageError(f"%opx: unknown command {command!r}; run %opx help")
+        handler(rest, cell)  # an OpxError renders itself as one line
 
     # -- snapshots -------------------------------------------------------------------
     def _cmd_snapshot(self, argv: list[str], cell: str | None) -> None:
@@ -159,7 +170,7 @@ class OpxMagics(Magics):
             before = {k: id(v) for k, v in ns.items()}
             result = self._sh.run_cell(cell, store_history=False)
             if not result.success:
-                raise UsageError("the cell failed, so nothing was snapshotted")
+                raise OpxUsageError("the cell failed, so nothing was snapshotted")
             changed = {
                 k
                 for k, v in ns.items()
@@ -168,7 +179,7 @@ class OpxMagics(Magics):
         else:
             changed = set()
             if args.model is None and not args.data:
-                raise UsageError(
+                raise OpxUsageError(
                     "%opx snapshot NAME needs --model VAR and/or --data VAR "
                     "(or use %%opx snapshot NAME as a cell magic)"
                 )
@@ -178,7 +189,7 @@ class OpxMagics(Magics):
         if metrics is None and "metrics" in changed and isinstance(ns.get("metrics"), dict):
             metrics = ns["metrics"]
         if model is None and not data:
-            raise UsageError(
+            raise OpxUsageError(
                 "nothing to snapshot: the cell defined no fitted model or DataFrame; "
                 "name them with --model VAR / --data VAR"
             )
@@ -197,7 +208,7 @@ class OpxMagics(Magics):
 
     def _var(self, name: str, flag: str) -> Any:
         if name not in self._sh.user_ns:
-            raise UsageError(f"{flag} {name}: no variable named {name!r} in the notebook")
+            raise OpxUsageError(f"{flag} {name}: no variable named {name!r} in the notebook")
         return self._sh.user_ns[name]
 
     def _pick_model(self, name: str | None, changed: set[str]) -> Any:
@@ -207,7 +218,7 @@ class OpxMagics(Magics):
         found = sorted(k for k in changed if _is_estimator(ns[k]))
         predictors = [k for k in found if hasattr(ns[k], "predict")] or found
         if len(predictors) > 1:
-            raise UsageError(
+            raise OpxUsageError(
                 f"the cell made several models ({', '.join(predictors)}); pick one with --model VAR"
             )
         return ns[predictors[0]] if predictors else None
@@ -259,7 +270,7 @@ class OpxMagics(Magics):
         from . import api
 
         _parser("status").parse_args(argv)
-        ws = api.workspace()
+        ws = api.current_workspace()
         if not ws.exists:
             _message(f"store: {ws.root} (not created yet; the first snapshot creates it)")
             return
@@ -276,10 +287,10 @@ class OpxMagics(Magics):
     def _cmd_params(self, argv: list[str], cell: str | None) -> None:
         """``%%opx params``: run the cell; jobs read their typed parameters from it."""
         if cell is None:
-            raise UsageError("%%opx params is a cell magic: put it on the first line of a cell")
+            raise OpxUsageError("%%opx params is a cell magic: put it on the first line of a cell")
         result = self._sh.run_cell(cell, store_history=False)
         if not result.success:
-            raise UsageError("the parameters cell failed")
+            raise OpxUsageError("the parameters cell failed")
 
 
 def register(ipython: Any) -> None:

@@ -115,8 +115,12 @@ class Workspace:
 
     @property
     def trusted_types(self) -> list[str]:
-        """Model types trusted at load time by this store's configuration."""
-        return list(self.config.get("trusted_types", []))
+        """Model types trusted at load time by this store's configuration.
+
+        Read from ``config.toml`` on every call, so that trusting a type there
+        (as an ``UntrustedModelError`` advises) takes effect without a restart.
+        """
+        return list(_read_config(self.root / CONFIG_NAME).get("trusted_types", []))
 
     @property
     def exists(self) -> bool:

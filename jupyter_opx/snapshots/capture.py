@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from ..exceptions import SerializationError, ValidationError
+from ..exceptions import OpxError, SerializationError, ValidationError
 from ..store import schema
 from ..store.db import Database, utcnow
 from ..workspace import Workspace
@@ -129,8 +129,20 @@ def _store_frame(ws: Workspace, frame: Any) -> tuple[str, int]:
     return sink.digest, sink.size
 
 
-def _store_summary(ws: Workspace, model: Any, frame: Any) -> tuple[str, int]:
-    summary = summaries.summarize(frame)
+def _store_summary(
+    ws: Workspace, model: Any, frame: Any, cached: str | None = None
+) -> tuple[str, int]:
+    # Unchanged data reuses its feature summaries (``cached``), but the prediction
+    # summary belongs to this snapshot's model, or to none: it is always redone.
+    summary = None
+    if cached is not None:
+        try:
+            summary = json.loads(ws.blobs.get(cached))
+            summary.pop("prediction", None)
+        except OpxError:  # damaged or missing: compute it again
+            summary = None
+    if summary is None:
+        summary = summaries.summarize(frame)
     if model is not None:
         summary["prediction"] = summaries.score_summary(model, frame)
     digest, size, _ = ws.blobs.put(json.dumps(summary, separators=(",", ":")).encode())
@@ -191,8 +203,9 @@ def create_snapshot(
             hit = cached[key]
             if hit is None:
                 encoded[key] = pool.submit(_store_frame, ws, frame)
-            if key == ref_key and (hit is None or hit["summary_digest"] is None):
-                summarised[key] = pool.submit(_store_summary, ws, model, frame)
+            if key == ref_key:
+                reuse = hit["summary_digest"] if hit is not None else None
+                summarised[key] = pool.submit(_store_summary, ws, model, frame, reuse)
         model_f = pool.submit(_store_model, ws, model, allow_pickle) if model is not None else None
         git_f = pool.submit(provenance.git_info, Path(nb_path).parent if nb_path else None)
         source_blob = None

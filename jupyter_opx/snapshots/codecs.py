@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import pickle
 from typing import Any, Protocol
 
@@ -67,6 +68,7 @@ def dump_model(model: Any, sink: Sink, allow_pickle: bool = False) -> str:
 
     try:
         data = sio.dumps(model)
+        _check_references(data)
     except Exception as exc:
         if not allow_pickle:
             raise SerializationError(
@@ -86,6 +88,35 @@ def dump_model(model: Any, sink: Sink, allow_pickle: bool = False) -> str:
         return "pickle"
     sink.write(canonical_skops(data))
     return "skops"
+
+
+def _check_references(data: bytes) -> None:
+    """Refuse an artifact that names functions or types skops cannot find again.
+
+    skops stores a function (a lambda in a ``FunctionTransformer``, a function
+    defined inside another) by module and ``__name__``; for lambdas and local
+    functions that reference resolves to nothing, so the artifact could never
+    be loaded. Types trusted by skops itself are importable and not listed.
+    """
+    import importlib
+
+    import skops.io as sio
+
+    lost = []
+    for name in sio.get_untrusted_types(data=data):
+        module, _, attr = name.rpartition(".")
+        try:
+            found = hasattr(importlib.import_module(module), attr) if module else False
+        except Exception:
+            found = False
+        if not found:
+            lost.append(name)
+    if lost:
+        raise ValueError(
+            f"it refers to {', '.join(lost)}, which cannot be found again when loading "
+            "(lambdas and functions defined inside functions cannot be stored; "
+            "define them at module level)"
+        )
 
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -240,7 +271,8 @@ def as_frame(obj: Any) -> tuple[Any, dict[str, Any]]:
                 "typed array (e.g. arr.astype(str)) or a DataFrame"
             )
         shape = list(obj.shape)
-        flat = obj.reshape(shape[0], -1) if obj.ndim >= 1 else obj.reshape(1, 1)
+        # explicit width: reshape(n, -1) cannot infer it when the array is empty
+        flat = obj.reshape(shape[0], math.prod(shape[1:])) if obj.ndim >= 1 else obj.reshape(1, 1)
         frame = pd.DataFrame(flat, columns=[str(i) for i in range(flat.shape[1])])
         return frame, {"kind": "ndarray", "shape": shape, "dtype": str(obj.dtype)}
     raise SerializationError(
@@ -288,7 +320,8 @@ def fingerprint(frame: Any, meta: dict[str, Any]) -> str:
             h.update(np.ascontiguousarray(col.cat.codes.to_numpy()).tobytes())
             h.update(repr((list(dtype.categories), dtype.ordered)).encode())
         elif isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
-            h.update(memoryview(np.ascontiguousarray(col.to_numpy())).cast("B"))  # type: ignore[arg-type]
+            # a uint8 view, not memoryview.cast: datetime64/timedelta64 have no buffer format
+            h.update(np.ascontiguousarray(col.to_numpy()).view(np.uint8))  # type: ignore[arg-type]
         else:
             h.update(memoryview(pd.util.hash_pandas_object(col, index=False).to_numpy()))
     return h.hexdigest()

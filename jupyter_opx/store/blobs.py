@@ -122,7 +122,7 @@ class BlobStore:
                 self._put_local(path, view)
             else:
                 self.fs.pipe_file(path, bytes(view))
-        except PermissionError as exc:
+        except OSError as exc:  # permissions, a read-only disk, a file in the way
             raise StoreError(
                 f"cannot write blobs under {self.url} ({exc.strerror or exc}); "
                 "make it writable or point 'artifacts' in .opx/config.toml elsewhere"
@@ -143,7 +143,7 @@ class BlobStore:
         try:
             self.fs.makedirs(tmp_dir, exist_ok=True)
             raw = self.fs.open(tmp, "wb")
-        except PermissionError as exc:
+        except OSError as exc:  # permissions, a read-only disk, a file in the way
             raise StoreError(
                 f"cannot write blobs under {self.url} ({exc.strerror or exc}); "
                 "make it writable or point 'artifacts' in .opx/config.toml elsewhere"
