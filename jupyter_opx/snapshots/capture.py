@@ -70,10 +70,12 @@ def _jsonable(values: dict[str, Any] | None, what: str) -> dict[str, Any]:
         raise ValidationError(f"{what} must be a dict, got {type(values).__name__}")
 
     def default(obj: Any) -> Any:
-        if hasattr(obj, "item") and callable(obj.item):
-            return obj.item()
+        # tolist() first: arrays have item() too, but it fails unless they hold one value;
+        # on numpy scalars tolist() gives the Python scalar
         if hasattr(obj, "tolist") and callable(obj.tolist):
             return obj.tolist()
+        if hasattr(obj, "item") and callable(obj.item):
+            return obj.item()
         raise TypeError(type(obj).__name__)
 
     try:
