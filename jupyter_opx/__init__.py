@@ -20,6 +20,17 @@ from ._version import __version__ as __version__
 
 _API = {
     "alias_history",
+    "cancel_run",
+    "create_job",
+    "current_run",
+    "get_job",
+    "get_run",
+    "list_jobs",
+    "list_runs",
+    "log_metric",
+    "run_job",
+    "run_logs",
+    "update_job",
     "diff",
     "kernel_source",
     "list_snapshots",

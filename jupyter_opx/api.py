@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .snapshots import catalog
 from .snapshots.capture import create_snapshot
@@ -16,6 +16,10 @@ from .snapshots.diff import diff as _diff
 from .snapshots.provenance import notebook_path_from_env, read_notebook
 from .snapshots.records import AliasEvent, Snapshot, SnapshotDiff, SnapshotList
 from .workspace import Workspace, get_workspace
+
+if TYPE_CHECKING:
+    from .jobs.definitions import Job
+    from .jobs.runs import Run
 
 
 def current_workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
@@ -210,3 +214,135 @@ def diff(
 def verify(*, workspace: str | os.PathLike[str] | Workspace | None = None) -> dict[str, Any]:
     """Re-hash every stored blob; returns ``{"checked", "corrupt", "missing"}``."""
     return catalog.verify_store(_ws(workspace))
+
+
+# -- jobs ------------------------------------------------------------------------------
+def create_job(
+    name: str,
+    notebook: str | os.PathLike[str],
+    *,
+    params: dict[str, Any] | None = None,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+    **settings: Any,
+) -> Job:
+    """Create a job from a notebook: an immutable copy plus how to run it.
+
+    Parameters
+    ----------
+    name : str
+        Job name.
+    notebook : path
+        The notebook; its ``%%opx params`` cell (or a cell tagged
+        ``parameters``) declares typed parameters.
+    params : dict, optional
+        Default parameter values, validated against those types.
+    **settings
+        ``schedule`` (cron), ``timezone``, ``timeout`` (seconds, whole run),
+        ``retries``, ``retry_backoff``, ``output`` (``["html"]``), ``keep``,
+        ``env`` (``{"KEY": "value"}``, or ``None`` as value to pass the
+        runner's own value through), ``notify`` (URL), ``notify_on_success``,
+        ``kernel``, ``catchup`` (``"latest"`` or ``"none"``), ``executor``
+        (``"local"`` or ``"dask://HOST:PORT"``).
+    """
+    from .jobs.definitions import create_job as _create
+
+    return _create(_ws(workspace), name, notebook, params=params, **settings)
+
+
+def update_job(
+    name: str,
+    notebook: str | os.PathLike[str] | None = None,
+    *,
+    params: dict[str, Any] | None = None,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+    **settings: Any,
+) -> Job:
+    """Make version N+1 of a job (see :func:`create_job` for the settings)."""
+    from .jobs.definitions import update_job as _update
+
+    return _update(_ws(workspace), name, notebook, params=params, **settings)
+
+
+def get_job(name: str, *, workspace: str | os.PathLike[str] | Workspace | None = None) -> Job:
+    """A job's latest version, with its state (enabled, next run, last status)."""
+    from .jobs.definitions import get_job as _get
+
+    return _get(_ws(workspace), name)
+
+
+def list_jobs(*, workspace: str | os.PathLike[str] | Workspace | None = None) -> Any:
+    """All jobs (latest versions)."""
+    from .jobs.definitions import list_jobs as _list
+
+    return _list(_ws(workspace))
+
+
+def run_job(
+    name: str,
+    params: dict[str, Any] | None = None,
+    *,
+    wait: bool = False,
+    trigger: str = "api",
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> Run:
+    """Start a run of a job; with ``wait=True`` execute it here and return when done.
+
+    Parameter values are validated against the notebook's typed parameters
+    before anything starts. Without ``wait`` the run is queued for an active
+    scheduler, or started in a background process when none is running.
+    """
+    from .jobs.launch import start_run
+
+    return start_run(_ws(workspace), name, params, wait=wait, trigger=trigger)
+
+
+def list_runs(
+    job: str | None = None,
+    *,
+    status: str | None = None,
+    limit: int | None = 50,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> Any:
+    """Runs, newest first."""
+    from .jobs.runs import list_runs as _list
+
+    return _list(_ws(workspace), job, status=status, limit=limit)
+
+
+def get_run(run_id: int, *, workspace: str | os.PathLike[str] | Workspace | None = None) -> Run:
+    """A run by id."""
+    from .jobs.runs import get_run as _get
+
+    return _get(_ws(workspace), run_id)
+
+
+def cancel_run(run_id: int, *, workspace: str | os.PathLike[str] | Workspace | None = None) -> Run:
+    """Cancel a queued or running run (its kernel is stopped)."""
+    from .jobs.runs import request_cancel
+
+    return request_cancel(_ws(workspace), run_id)
+
+
+def run_logs(run_id: int, *, workspace: str | os.PathLike[str] | Workspace | None = None) -> str:
+    """A run's log so far (cell stdout/stderr and lifecycle lines)."""
+    from .jobs.runs import read_logs
+
+    return "".join(text for _, _, text in read_logs(_ws(workspace), int(run_id)))
+
+
+def current_run(*, workspace: str | os.PathLike[str] | Workspace | None = None) -> Run | None:
+    """The run this code executes in (from ``OPX_RUN_ID``), or None outside a job."""
+    from .jobs.runs import get_run as _get
+
+    rid = os.environ.get("OPX_RUN_ID")
+    return _get(_ws(workspace), int(rid)) if rid and rid.isdigit() else None
+
+
+def log_metric(
+    name: str, value: Any, *, workspace: str | os.PathLike[str] | Workspace | None = None
+) -> None:
+    """Record a named value, attached to the current run when inside a job."""
+    from .jobs.runs import log_metric as _log
+
+    rid = os.environ.get("OPX_RUN_ID")
+    _log(_ws(workspace), int(rid) if rid and rid.isdigit() else None, name, value)

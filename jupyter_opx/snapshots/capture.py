@@ -283,12 +283,7 @@ def create_snapshot(
             .limit(1)
         ).first()
         version = latest.version + 1 if latest else 1
-        for digest, size in blob_sizes.items():
-            known = conn.execute(
-                select(schema.blobs.c.digest).where(schema.blobs.c.digest == digest)
-            ).first()
-            if known is None:
-                conn.execute(insert(schema.blobs).values(digest=digest, size=size, created_at=now))
+        Database.record_blobs(conn, blob_sizes)
         inserted = conn.execute(
             insert(snaps).values(**row, version=version, parent_id=latest.id if latest else None)
         ).inserted_primary_key

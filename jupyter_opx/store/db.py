@@ -23,7 +23,7 @@ from ..exceptions import StoreError
 from . import schema
 
 #: the Alembic revision this code expects; bump with every new migration
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 T = TypeVar("T")
 
 
@@ -163,6 +163,22 @@ class Database:
     def record_change(conn: Connection, kind: str, subject: str) -> None:
         """Bump the change sequence inside the caller's transaction."""
         conn.execute(insert(schema.changes).values(at=utcnow(), kind=kind, subject=subject))
+
+    @staticmethod
+    def record_blobs(conn: Connection, sizes: dict[str, int]) -> None:
+        """Register stored blobs (digest → size) in the caller's transaction, once each."""
+        now = utcnow()
+        for digest, size in sizes.items():
+            known = conn.execute(
+                select(schema.blobs.c.digest).where(schema.blobs.c.digest == digest)
+            ).first()
+            if known is None:
+                conn.execute(insert(schema.blobs).values(digest=digest, size=size, created_at=now))
+
+    def register_blobs(self, sizes: dict[str, int]) -> None:
+        """:meth:`record_blobs` in a transaction of its own."""
+        if sizes:
+            self.run_write(lambda conn: self.record_blobs(conn, sizes))
 
     def change_seq(self) -> int:
         """The highest change sequence number (0 for an empty store)."""

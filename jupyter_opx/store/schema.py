@@ -121,3 +121,95 @@ changes = Table(
     Column("kind", String(32), nullable=False),
     Column("subject", String(256), nullable=False),
 )
+
+# -- jobs and runs (revision 0002) ---------------------------------------------------------
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("notebook_path", Text, nullable=True),
+    Column("notebook_digest", Digest, nullable=False),
+    # parsed parameters cell (None: the notebook has none) and the job's defaults
+    Column("params", JSON, nullable=True),
+    Column("defaults", JSON, nullable=False),
+    # everything else about how it runs: schedule, tz, timeout, retries, outputs,
+    # retention, env, notify, kernel, catchup, executor
+    Column("settings", JSON, nullable=False),
+    UniqueConstraint("name", "version", name="uq_jobs_name_version"),
+)
+
+job_state = Table(
+    "job_state",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("enabled", Integer, nullable=False),
+    # the last cron fire time the scheduler handled (run or skipped): restarts resume here
+    Column("last_fire", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_name", String(128), nullable=False),
+    Column("job_version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("scheduled_for", DateTime(timezone=True), nullable=True),
+    Column("params", JSON, nullable=False),
+    Column("resolved", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("cells_done", Integer, nullable=False),
+    Column("cells_total", Integer, nullable=False),
+    Column("error", JSON, nullable=True),
+    Column("output_digest", Digest, nullable=True),
+    Column("html_digest", Digest, nullable=True),
+    Column("executor", String(256), nullable=False),
+    Column("worker", String(256), nullable=True),
+    Column("cancel_requested", Integer, nullable=False),
+    # a scheduled fire time yields at most one run, whatever restarts or failovers happen
+    UniqueConstraint("job_name", "scheduled_for", name="uq_runs_job_scheduled_for"),
+)
+Index("ix_runs_job_name_id", runs.c.job_name, runs.c.id)
+Index("ix_runs_status", runs.c.status)
+
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("stream", String(16), nullable=False),
+    Column("text", Text, nullable=False),
+)
+Index("ix_run_logs_run_id_seq", run_logs.c.run_id, run_logs.c.seq)
+
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=True),
+    Column("name", String(128), nullable=False),
+    Column("value", JSON, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_run_metrics_run_id", run_metrics.c.run_id)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(256), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

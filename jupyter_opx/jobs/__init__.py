@@ -1,0 +1,1 @@
+"""Jobs: notebooks run by papermill with typed parameters, schedules and lineage."""

@@ -1,0 +1,440 @@
+"""Executing one run: papermill in a fresh kernel, watched for timeout and cancel.
+
+The same function runs a run in every executor: in the ``opx job run --wait``
+process, in a subprocess started by the local executor, on a Dask worker.
+
+papermill does the parameterising and executing; a small papermill engine
+(``opx``) adds what papermill lacks: progress per cell, live logs, the kernel
+handle (so that a whole-run timeout or a cancel can stop the kernel — papermill's
+own timeout is per cell), and per-run environment and working directory passed
+to the kernel instead of the process (runs may share a process on Dask).
+
+Usage as a program (the local executor): ``python -m jupyter_opx.jobs.runner RUN_ID``
+with ``OPX_HOME`` pointing at the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import ConflictError, OpxError
+from ..store.db import utcnow
+from ..workspace import Workspace, get_workspace
+from . import runs as R
+from .definitions import Job, get_job, notebook_of
+
+HEARTBEAT_SECONDS = 2.0
+LOG_FLUSH_SECONDS = 0.3
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def worker_id() -> str:
+    """Who runs: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _LogSink:
+    """A file-like object papermill writes cell stdout/stderr to; flushed in batches."""
+
+    def __init__(self, buffer: list[tuple[str, str]], lock: threading.Lock, stream: str) -> None:
+        self._buffer, self._lock, self._stream = buffer, lock, stream
+
+    def write(self, text: str) -> int:
+        if text:
+            with self._lock:
+                self._buffer.append((self._stream, text))
+        return len(text)
+
+    def flush(self) -> None:  # batches are flushed by the run's watcher thread
+        pass
+
+
+class _Attempt:
+    """State shared by the engine, the watcher thread and the runner for one attempt."""
+
+    def __init__(self, ws: Workspace, run_id: int, deadline: float | None) -> None:
+        self.ws, self.run_id, self.deadline = ws, run_id, deadline
+        self.km: Any = None
+        self.nb_man: Any = None
+        self.stop_reason: str | None = None  # "timed_out" | "cancelled"
+        self.cells_done = 0
+        self.current_cell: int | None = None
+        self.logs: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def log(self, text: str, stream: str = "system") -> None:
+        with self.lock:
+            self.logs.append((stream, text if text.endswith("\n") else text + "\n"))
+
+    def flush_logs(self) -> None:
+        with self.lock:
+            batch, self.logs[:] = list(self.logs), []
+        if batch:
+            R.append_logs(self.ws, self.run_id, batch)
+
+    def cell_started(self, index: int) -> None:
+        self.current_cell = index
+
+    def cell_done(self, cell: Any) -> None:
+        if cell.get("cell_type") == "code":
+            self.cells_done += 1
+            R.set_fields(
+                self.ws, self.run_id, f"#{self.run_id} progress", cells_done=self.cells_done
+            )
+
+    def kill_kernel(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
+        pid = _kernel_pid(self.km)
+        if pid is None:
+            return
+        for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+            with contextlib.suppress(OSError):
+                kill()
+
+    def watch(self) -> None:
+        """Heartbeats, log flushing, the whole-run deadline and cancel requests."""
+        last_beat = 0.0
+        while not self.done.wait(LOG_FLUSH_SECONDS):
+            with contextlib.suppress(Exception):
+                self.flush_logs()
+            now = time.monotonic()
+            if self.deadline is not None and now > self.deadline and self.stop_reason is None:
+                self.log("whole-run timeout reached: stopping the kernel")
+                self.kill_kernel("timed_out")
+            if now - last_beat >= HEARTBEAT_SECONDS:
+                last_beat = now
+                with contextlib.suppress(Exception):
+                    R.set_fields(self.ws, self.run_id, None, heartbeat_at=utcnow())
+                    if R.get_run(self.ws, self.run_id).cancel_requested:
+                        if self.stop_reason is None:
+                            self.log("cancel requested: stopping the kernel")
+                        self.kill_kernel("cancelled")
+
+
+def _kernel_pid(km: Any) -> int | None:
+    if km is None:
+        return None
+    provisioner = getattr(km, "provisioner", None)
+    for holder in (provisioner, getattr(provisioner, "process", None), getattr(km, "kernel", None)):
+        pid = getattr(holder, "pid", None)
+        if isinstance(pid, int):
+            return pid
+    return None
+
+
+# -- the papermill engine ---------------------------------------------------------------
+def _register_engine() -> None:
+    from jupyter_client.manager import AsyncKernelManager
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class OpxEngine(NBClientEngine):
+        """NBClientEngine plus progress hooks, the kernel handle, env and cwd per run."""
+
+        @classmethod
+        def execute_managed_notebook(
+            cls,
+            nb_man: Any,
+            kernel_name: str,
+            log_output: bool = False,
+            stdout_file: Any = None,
+            stderr_file: Any = None,
+            start_timeout: int = 60,
+            execution_timeout: int | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            attempt: _Attempt = kwargs.pop("opx_attempt")
+            env: dict[str, str] = kwargs.pop("opx_env")
+            cwd: str = kwargs.pop("opx_cwd")
+            kwargs.pop("input_path", None)
+            attempt.nb_man = nb_man
+            started, completed = nb_man.cell_start, nb_man.cell_complete
+
+            def cell_start(cell: Any, cell_index: int | None = None, **kw: Any) -> Any:
+                attempt.cell_started(cell_index if cell_index is not None else -1)
+                return started(cell, cell_index, **kw)
+
+            def cell_complete(cell: Any, cell_index: int | None = None, **kw: Any) -> Any:
+                result = completed(cell, cell_index, **kw)
+                attempt.cell_done(cell)
+                return result
+
+            nb_man.cell_start, nb_man.cell_complete = cell_start, cell_complete
+            # nbclient needs the async manager: with a blocking client its wait for a
+            # reply would block the loop that notices a dead kernel
+            attempt.km = AsyncKernelManager(kernel_name=kernel_name)
+            client = PapermillNotebookClient(
+                nb_man,
+                km=attempt.km,
+                timeout=execution_timeout,
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+                **kwargs,
+            )
+            return client.execute(env=env, cwd=cwd)
+
+    papermill_engines.register("opx", OpxEngine)
+
+
+_engine_lock = threading.Lock()
+_engine_ready = False
+
+
+def _ensure_engine() -> None:
+    global _engine_ready
+    with _engine_lock:
+        if not _engine_ready:
+            _register_engine()
+            _engine_ready = True
+
+
+# -- one attempt ------------------------------------------------------------------------
+def _error_from(exc: BaseException, attempt: _Attempt, timeout: float | None) -> dict[str, Any]:
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    cell = attempt.current_cell
+    if attempt.stop_reason == "timed_out":
+        return {
+            "ename": "Timeout",
+            "evalue": f"the run exceeded its timeout of {timeout:g}s; the kernel was stopped",
+            "cell_index": cell,
+        }
+    if attempt.stop_reason == "cancelled":
+        return {"ename": "Cancelled", "evalue": "cancelled on request", "cell_index": cell}
+    if isinstance(exc, PapermillExecutionError):
+        return {
+            "ename": exc.ename,
+            "evalue": exc.evalue,
+            "cell_index": exc.cell_index,
+            "exec_count": exc.exec_count,
+            "source": exc.source,
+            "traceback": [_ANSI.sub("", line) for line in (exc.traceback or [])],
+        }
+    if isinstance(exc, DeadKernelError):
+        return {
+            "ename": "DeadKernelError",
+            "evalue": "the kernel died while running the notebook (it exited, e.g. "
+            "os._exit, or was killed, e.g. out of memory)",
+            "cell_index": cell,
+        }
+    name = type(exc).__name__
+    if name == "NoSuchKernel":
+        return {"ename": name, "evalue": f"kernel not installed: {exc}", "cell_index": None}
+    return {"ename": name, "evalue": str(exc)[:2000], "cell_index": cell}
+
+
+def _run_attempt(
+    ws: Workspace, job: Job, run_id: int, values: dict[str, Any], env: dict[str, str]
+) -> tuple[str, dict[str, Any] | None, Any]:
+    """Execute the notebook once; returns ``(status, error, output notebook)``."""
+    import nbformat
+    import papermill as pm
+
+    _ensure_engine()
+    timeout = job.settings.get("timeout")
+    deadline = time.monotonic() + float(timeout) if timeout else None
+    attempt = _Attempt(ws, run_id, deadline)
+    workdir = tempfile.mkdtemp(prefix=f"opx-run-{run_id}-")
+    src = os.path.join(workdir, "input.ipynb")
+    nb = notebook_of(ws, job)
+    nbformat.write(nb, src)
+    total = sum(1 for c in nb.cells if c.cell_type == "code") + (1 if values else 0)
+    R.set_fields(ws, run_id, f"#{run_id} start", cells_total=total, cells_done=0)
+    cwd = job.notebook_path and str(Path(job.notebook_path).parent)
+    if not cwd or not os.path.isdir(cwd):
+        cwd = workdir
+    watcher = threading.Thread(target=attempt.watch, name=f"opx-run-{run_id}", daemon=True)
+    watcher.start()
+    attempt.log(f"starting kernel {job.settings.get('kernel')} for {job.name} v{job.version}")
+    status, error = "succeeded", None
+    try:
+        pm.execute_notebook(
+            src,
+            os.path.join(workdir, "output.ipynb"),
+            parameters=values or None,
+            engine_name="opx",
+            kernel_name=job.settings.get("kernel") or None,
+            progress_bar=False,
+            request_save_on_cell_execute=False,
+            stdout_file=_LogSink(attempt.logs, attempt.lock, "stdout"),
+            stderr_file=_LogSink(attempt.logs, attempt.lock, "stderr"),
+            opx_attempt=attempt,
+            opx_env=env,
+            opx_cwd=cwd,
+        )
+    except Exception as exc:
+        error = _error_from(exc, attempt, timeout)
+        status = attempt.stop_reason or "failed"
+        attempt.log(f"{error['ename']}: {error['evalue']}")
+    finally:
+        attempt.done.set()
+        watcher.join(timeout=5)
+        attempt.flush_logs()
+        # nbclient shuts the kernel down; make sure nothing outlives the run
+        pid = _kernel_pid(attempt.km)
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        shutil.rmtree(workdir, ignore_errors=True)
+    output = attempt.nb_man.nb if attempt.nb_man is not None else None
+    return status, error, output
+
+
+# -- a whole run ------------------------------------------------------------------------
+def _resolve(
+    ws: Workspace, job: Job, values: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Snapshot references (``churn@production``) → exact versions (``churn/7``)."""
+    from ..snapshots.catalog import get_snapshot
+
+    resolved: dict[str, str] = {}
+    out = dict(values)
+    for param in job.params or []:
+        if param.get("type") != "ref":
+            continue
+        # the run's value, else the notebook's default: both are resolved and injected
+        value = values.get(param["name"], param.get("default"))
+        if isinstance(value, str):
+            exact = get_snapshot(ws, value).ref
+            resolved[param["name"]] = exact
+            out[param["name"]] = exact
+    return out, resolved
+
+
+def _run_env(ws: Workspace, job: Job, run_id: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in (job.settings.get("env") or {}).items():
+        if value is None:  # pass the executor's own value through (secrets stay out of the store)
+            if key in os.environ:
+                env[key] = os.environ[key]
+        else:
+            env[key] = value
+    env["OPX_RUN_ID"] = str(run_id)
+    env["OPX_HOME"] = str(ws.root)
+    if job.notebook_path:
+        env["OPX_NOTEBOOK_PATH"] = job.notebook_path
+    return env
+
+
+def execute_run(ws: Workspace, run_id: int, *, claimed: bool = False) -> R.Run:
+    """Run a queued run to its end and return its final record.
+
+    Raises
+    ------
+    ConflictError
+        The run is not queued (another runner took it, or it was cancelled).
+    """
+    if not claimed and not R.claim(ws, run_id, worker_id()):
+        run = R.get_run(ws, run_id)
+        raise ConflictError(f"run {run_id} is {run.status}, not queued; it was not started again")
+    run = R.get_run(ws, run_id)
+    job = get_job(ws, run.job_name, run.job_version)
+    try:
+        values, resolved = _resolve(ws, job, run.params)
+    except OpxError as exc:
+        R.finish(ws, run_id, "failed", error={"ename": type(exc).__name__, "evalue": exc.message})
+        return R.get_run(ws, run_id)
+    R.set_fields(ws, run_id, f"#{run_id} resolved", resolved=resolved)
+    env = _run_env(ws, job, run_id)
+    retries = int(job.settings.get("retries") or 0)
+    backoff = float(job.settings.get("retry_backoff") or 0)
+    status, error, output = "failed", None, None
+    for attempt in range(1, retries + 2):
+        R.set_fields(ws, run_id, None, attempt=attempt)
+        status, error, output = _run_attempt(ws, job, run_id, values, env)
+        if status in ("succeeded", "cancelled") or attempt > retries:
+            break
+        wait = backoff * 2 ** (attempt - 1)
+        R.append_logs(
+            ws, run_id, [("system", f"attempt {attempt} {status}; retrying in {wait:g}s\n")]
+        )
+        if _sleep_unless_cancelled(ws, run_id, wait):
+            status = "cancelled"
+            break
+    digests = _store_outputs(ws, job, output)
+    R.finish(ws, run_id, status, error=error, **digests)
+    final = R.get_run(ws, run_id)
+    _after_run(ws, job, final)
+    return final
+
+
+def _sleep_unless_cancelled(ws: Workspace, run_id: int, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if R.get_run(ws, run_id).cancel_requested:
+            return True
+        time.sleep(min(0.5, max(0.0, end - time.monotonic())))
+    return False
+
+
+def _store_outputs(ws: Workspace, job: Job, output: Any) -> dict[str, Any]:
+    if output is None:
+        return {}
+    import nbformat
+
+    digests: dict[str, Any] = {}
+    text = nbformat.writes(output)
+    digest, size, _ = ws.blobs.put(text.encode("utf-8"))
+    digests["output_digest"] = digest
+    sizes = {digest: size}
+    if "html" in (job.settings.get("output") or []):
+        html_bytes = render_html(output)
+        h_digest, h_size, _ = ws.blobs.put(html_bytes)
+        digests["html_digest"] = h_digest
+        sizes[h_digest] = h_size
+    ws.db.register_blobs(sizes)
+    return digests
+
+
+def render_html(nb: Any) -> bytes:
+    """A notebook as a self-contained HTML page (nbconvert)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    return body.encode("utf-8")
+
+
+def _after_run(ws: Workspace, job: Job, run: R.Run) -> None:
+    from .notify import notify_run
+    from .retention import prune_outputs
+
+    with contextlib.suppress(Exception):
+        notify_run(ws, job, run)
+    keep = job.settings.get("keep")
+    if keep:
+        with contextlib.suppress(Exception):
+            prune_outputs(ws, job.name, int(keep))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jupyter_opx.jobs.runner RUN_ID``: execute one run; exit 0 if it succeeded."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -m jupyter_opx.jobs.runner RUN_ID", file=sys.stderr)
+        return 2
+    try:
+        run = execute_run(get_workspace(), int(args[0]))
+    except OpxError as exc:
+        print(f"opx runner: {exc.message}", file=sys.stderr)
+        return 1
+    return 0 if run.status == "succeeded" else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
