@@ -18,11 +18,27 @@ from typing import Any
 from ._version import __version__
 
 DESCRIPTION = """\
-jupyter_opx: snapshot notebook models and data, promote them, and verify the store.
+jupyter_opx: snapshot notebook models and data, promote them, run notebooks as jobs.
 
 The store is $OPX_HOME, else the nearest folder holding .opx/, else ./.opx
 (created by the first snapshot). References: NAME (latest), NAME/3, NAME@production.
 """
+# job settings the `job create` / `job update` options set (argparse dest → core setting)
+JOB_SETTINGS = (
+    "schedule",
+    "timezone",
+    "timeout",
+    "retries",
+    "retry_backoff",
+    "output",
+    "keep",
+    "env",
+    "notify",
+    "notify_on_success",
+    "kernel",
+    "catchup",
+    "executor",
+)
 
 
 def _json(obj: Any) -> None:
@@ -133,6 +149,266 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- jobs ----------------------------------------------------------------------------
+def add_job_options(p: argparse.ArgumentParser, *, update: bool = False) -> None:
+    """The options of ``opx job create|update`` (also used by ``%opx job create``)."""
+    unchanged = " (default: unchanged)" if update else ""
+    p.add_argument(
+        "--schedule",
+        metavar="CRON",
+        help="cron schedule 'minute hour day month weekday', e.g. '0 6 * * *'"
+        + ("; '' makes the job manual-only" if update else " (default: manual runs only)"),
+    )
+    p.add_argument(
+        "--tz",
+        dest="timezone",
+        metavar="TZ",
+        help="time zone of the schedule, e.g. Europe/Paris" + (unchanged or " (default: UTC)"),
+    )
+    p.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        metavar="NAME=VALUE",
+        help="default value of a notebook parameter (repeatable), checked against its type",
+    )
+    p.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="stop a whole run after this long"
+    )
+    p.add_argument("--retries", type=int, metavar="N", help="retry a failed run N times")
+    p.add_argument(
+        "--retry-backoff",
+        type=float,
+        metavar="SECONDS",
+        help="wait before the first retry, doubled after each (default 10)",
+    )
+    p.add_argument(
+        "--output",
+        action="append",
+        choices=("html", "ipynb"),
+        help="html: also store each output as HTML (the .ipynb is always kept)"
+        + ("; ipynb: only the notebook" if update else ""),
+    )
+    p.add_argument(
+        "--keep", type=int, metavar="N", help="keep the outputs of the last N runs (records stay)"
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        metavar="KEY[=VALUE]",
+        help="environment variable of the runs (repeatable); KEY alone passes the runner's "
+        "own value through, so secrets stay out of the store"
+        + ("; replaces the job's list" if update else ""),
+    )
+    p.add_argument(
+        "--notify",
+        metavar="URL",
+        help="webhook POSTed when a run fails, times out or is cancelled"
+        + ("; '' removes it" if update else ""),
+    )
+    p.add_argument(
+        "--notify-on-success",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="notify on success too",
+    )
+    p.add_argument("--kernel", metavar="NAME", help="kernelspec (default: the notebook's)")
+    p.add_argument(
+        "--catchup",
+        choices=("latest", "none"),
+        help="after scheduler downtime: one run for the missed times (latest, the default) or none",
+    )
+    p.add_argument(
+        "--executor",
+        metavar="local|dask://HOST:PORT",
+        help="where runs execute (default: local)",
+    )
+
+
+def job_options(args: argparse.Namespace) -> tuple[dict[str, str] | None, dict[str, Any]]:
+    """``(default parameter values, settings)`` from parsed job options (unset ones left out)."""
+    from .jobs.params import parse_assignments
+
+    values = parse_assignments(args.params) if args.params else None
+    settings = {k: getattr(args, k) for k in JOB_SETTINGS if getattr(args, k) is not None}
+    return values, settings
+
+
+def run_summary(run: Any) -> str:
+    """One line saying how a run ended, e.g. ``run 7 failed: ValueError: boom (cell 3)``."""
+    text = f"run {run.id} {run.status}"
+    if run.error:
+        text += f": {run.error.get('ename')}: {run.error.get('evalue')}"
+        if run.error.get("cell_index") is not None:
+            text += f" (cell {run.error['cell_index']})"
+    return " ".join(text.split())
+
+
+def _print_job(args: argparse.Namespace, job: Any) -> None:
+    if args.json:
+        _json(job.to_dict())
+    else:
+        print(job)
+
+
+def cmd_job_create(args: argparse.Namespace) -> int:
+    from .jobs.definitions import create_job
+
+    values, settings = job_options(args)
+    job = create_job(_workspace(args), args.name, args.notebook, params=values, **settings)
+    _print_job(args, job)
+    if not args.json:
+        print(f"run it with: opx job run {job.name}")
+    return 0
+
+
+def cmd_job_update(args: argparse.Namespace) -> int:
+    from .jobs.definitions import update_job
+
+    values, settings = job_options(args)
+    job = update_job(_workspace(args), args.name, args.notebook, params=values, **settings)
+    _print_job(args, job)
+    return 0
+
+
+def cmd_job_show(args: argparse.Namespace) -> int:
+    from .jobs.definitions import get_job
+
+    _print_job(args, get_job(_workspace(args), args.name, args.version))
+    return 0
+
+
+def cmd_job_params(args: argparse.Namespace) -> int:
+    from .jobs.definitions import read_notebook
+    from .jobs.params import format_params, notebook_params
+
+    params = notebook_params(read_notebook(args.notebook))
+    if args.json:
+        _json(None if params is None else [p.to_dict() for p in params])
+    else:
+        print(format_params(params))
+    return 0
+
+
+def cmd_job_enable(args: argparse.Namespace) -> int:
+    from .jobs.definitions import set_enabled
+
+    job = set_enabled(_workspace(args), args.name, args.verb == "enable")
+    state = "enabled" if job.enabled else "disabled (manual runs stay possible)"
+    nxt = f"; next run {job.next_run:%Y-%m-%d %H:%M} UTC" if job.next_run else ""
+    print(f"job {job.name}: schedule {state}{nxt}")
+    return 0
+
+
+def cmd_job_run(args: argparse.Namespace) -> int:
+    from .jobs.launch import start_run
+    from .jobs.params import parse_assignments
+
+    values = parse_assignments(args.params) if args.params else None
+    run = start_run(_workspace(args), args.name, values, wait=args.wait, trigger="manual")
+    if args.json:
+        _json(run.to_dict())
+    else:
+        print(run)
+        if not run.finished:
+            print(f"follow it with: opx run logs {run.id} --follow")
+        print(run.id)  # last line: scripts capture the id
+    if args.wait and run.status != "succeeded":
+        print(f"opx: {run_summary(run)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from .jobs.definitions import list_jobs
+
+    jobs = list_jobs(_workspace(args))
+    if args.json:
+        _json([j.to_dict() for j in jobs])
+    else:
+        print(jobs)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .jobs.runs import list_runs
+
+    runs = list_runs(_workspace(args), args.job, status=args.status, limit=args.limit)
+    if args.json:
+        _json([r.to_dict() for r in runs])
+    else:
+        print(runs)
+    return 0
+
+
+def cmd_run_show(args: argparse.Namespace) -> int:
+    from .jobs.runs import get_run
+
+    run = get_run(_workspace(args), args.id)
+    if args.json:
+        _json(run.to_dict())
+    else:
+        print(run)
+    return 0
+
+
+def cmd_run_logs(args: argparse.Namespace) -> int:
+    import time
+
+    from .jobs.runs import get_run, read_logs
+
+    ws = _workspace(args)
+    run = get_run(ws, args.id)
+    seq = 0
+    while True:
+        finished = run.finished  # read before the logs, so none written after are missed
+        for entry_seq, _stream, text in read_logs(ws, run.id, after=seq):
+            sys.stdout.write(text)
+            seq = entry_seq
+        sys.stdout.flush()
+        if not args.follow:
+            return 0
+        if finished:
+            break
+        time.sleep(0.3)
+        run = get_run(ws, run.id)
+    if run.status != "succeeded":
+        print(f"opx: {run_summary(run)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run_cancel(args: argparse.Namespace) -> int:
+    from .jobs.runs import request_cancel
+
+    run = request_cancel(_workspace(args), args.id)
+    if run.finished:
+        print(f"run {run.id} {run.status}")
+    else:
+        print(f"run {run.id}: cancel requested; its kernel is stopped within a few seconds")
+    return 0
+
+
+def cmd_run_output(args: argparse.Namespace) -> int:
+    from .jobs.runner import read_output
+
+    data = read_output(_workspace(args), args.id, html=args.html)
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return 0
+    target = Path(args.output)
+    try:
+        target.write_bytes(data)
+    except OSError as exc:
+        from .exceptions import StoreError
+
+        raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from None
+    print(f"wrote {target} ({len(data):,} bytes)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -195,7 +471,100 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("demo", cmd_demo, "run the demo end to end in a fresh folder")
     p.add_argument("--rows", type=int, default=5000, help="customers to generate")
+
+    # jobs: `opx job VERB`, `opx jobs`, `opx runs`, `opx run VERB`
+    job = add("job", _needs_verb, "create, change and run notebook jobs (opx job -h)")
+    job.set_defaults(group="job")
+    verbs = job.add_subparsers(dest="verb", metavar="VERB")
+
+    def verb(group: Any, name: str, func: Callable[[argparse.Namespace], int], help: str) -> Any:
+        v = group.add_parser(name, help=help, description=help)
+        v.set_defaults(func=func)
+        return v
+
+    p = verb(verbs, "create", cmd_job_create, "make a job from a notebook (version 1)")
+    p.add_argument("name")
+    p.add_argument("--notebook", required=True, metavar="PATH", help="the notebook to run")
+    add_job_options(p)
+    json_flag(p)
+
+    p = verb(verbs, "update", cmd_job_update, "make version N+1 of a job")
+    p.add_argument("name")
+    p.add_argument(
+        "--notebook", metavar="PATH", help="a new notebook (default: re-read the job's path)"
+    )
+    add_job_options(p, update=True)
+    json_flag(p)
+
+    p = verb(verbs, "show", cmd_job_show, "show a job: schedule, parameters, settings")
+    p.add_argument("name")
+    p.add_argument("--version", type=int, metavar="N", help="this version (default: latest)")
+    json_flag(p)
+
+    p = verb(verbs, "params", cmd_job_params, "list the typed parameters of a notebook")
+    p.add_argument("notebook", metavar="NOTEBOOK")
+    json_flag(p)
+
+    p = verb(verbs, "enable", cmd_job_enable, "let the scheduler run a job again")
+    p.add_argument("name")
+    p = verb(verbs, "disable", cmd_job_enable, "stop scheduled runs (manual runs stay possible)")
+    p.add_argument("name")
+
+    p = verb(verbs, "run", cmd_job_run, "start a run now; prints the run id as the last line")
+    p.add_argument("name")
+    p.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        metavar="NAME=VALUE",
+        help="parameter value for this run (repeatable)",
+    )
+    p.add_argument(
+        "--wait", action="store_true", help="run here and wait; exit 1 unless it succeeds"
+    )
+    json_flag(p)
+
+    p = add("jobs", cmd_jobs, "list jobs: version, schedule, next run, last status")
+    json_flag(p)
+
+    p = add("runs", cmd_runs, "list runs, newest first")
+    p.add_argument("job", nargs="?", help="only the runs of this job")
+    p.add_argument(
+        "--status",
+        choices=("queued", "running", "succeeded", "failed", "timed_out", "cancelled"),
+    )
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    json_flag(p)
+
+    run = add("run", _needs_verb, "inspect, follow or cancel one run (opx run -h)")
+    run.set_defaults(group="run")
+    verbs = run.add_subparsers(dest="verb", metavar="VERB")
+    p = verb(verbs, "show", cmd_run_show, "show a run: status, progress, parameters, error")
+    p.add_argument("id", metavar="ID")
+    json_flag(p)
+    p = verb(verbs, "logs", cmd_run_logs, "print a run's log (cell output and lifecycle)")
+    p.add_argument("id", metavar="ID")
+    p.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing until the run ends; exit 1 unless it succeeded",
+    )
+    p = verb(verbs, "cancel", cmd_run_cancel, "cancel a queued or running run")
+    p.add_argument("id", metavar="ID")
+    p = verb(verbs, "output", cmd_run_output, "write a finished run's output notebook")
+    p.add_argument("id", metavar="ID")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="where to write it ('-': stdout)"
+    )
+    p.add_argument("--html", action="store_true", help="write the notebook as an HTML page")
     return parser
+
+
+def _needs_verb(args: argparse.Namespace) -> int:
+    print(f"opx: error: {args.group} needs a VERB; see: opx {args.group} -h", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,6 +17,12 @@ How ``%%opx snapshot NAME`` finds what to store, after running the cell:
   Series the cell assigned, stored under its variable name.
 * **metrics** — ``--metrics VAR`` if given; otherwise a dict named
   ``metrics`` that the cell assigned.
+
+Jobs: ``%opx job create NAME`` makes a job from the current notebook (the
+saved file, found through the kernel's session; give ``--notebook PATH`` when
+the kernel does not know it) with the same options as ``opx job create``;
+``%opx job run NAME [-p k=v ...] [--wait]``, ``%opx job runs [NAME]`` (or
+``%opx runs``), ``%opx job logs ID``, ``%opx job show NAME`` and ``%opx jobs``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import ast
 import html
 import shlex
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
@@ -41,7 +48,14 @@ HELP = """\
 %opx promote REF ALIAS                           point NAME@ALIAS at REF's version
 %opx history NAME                                alias moves of NAME
 %opx diff REF_A REF_B                            what changed between two snapshots
-%opx status                                      where the store is and what it holds"""
+%opx status                                      where the store is and what it holds
+%opx job create NAME [--notebook PATH] [--schedule CRON] [--tz TZ] [-p NAME=VALUE ...]
+     [--timeout S] [--retries N] [--output html] [--keep N] [--env KEY[=VALUE] ...]
+     [--notify URL] ...                          a job from this notebook (the saved file)
+%opx job run NAME [-p NAME=VALUE ...] [--wait]   start a run (--wait: run here, show the end)
+%opx job runs [NAME]   (or %opx runs [NAME])     runs, newest first
+%opx job logs ID                                 a run's log so far
+%opx job show NAME  /  %opx jobs                 one job  /  all jobs"""
 
 
 class OpxUsageError(UsageError):
@@ -291,6 +305,99 @@ class OpxMagics(Magics):
         result = self._sh.run_cell(cell, store_history=False)
         if not result.success:
             raise OpxUsageError("the parameters cell failed")
+
+    def _cmd_job(self, argv: list[str], cell: str | None) -> None:
+        verbs = {
+            "create": self._job_create,
+            "run": self._job_run,
+            "runs": self._cmd_runs,
+            "logs": self._job_logs,
+            "show": self._job_show,
+            "list": self._cmd_jobs,
+        }
+        if not argv or argv[0] not in verbs:
+            given = f" {argv[0]!r}" if argv else ""
+            raise OpxUsageError(
+                f"%opx job: unknown verb{given}; use one of {', '.join(verbs)} (see %opx help)"
+            )
+        verbs[argv[0]](argv[1:], cell)
+
+    def _current_notebook(self) -> str | None:
+        from .snapshots.provenance import notebook_path_from_env
+
+        path = notebook_path_from_env(self._sh.user_ns)
+        if path is None or Path(path).is_file():
+            return path
+        # a session path relative to the server root: the kernel runs in the notebook's folder
+        here = Path.cwd() / Path(path).name
+        return str(here) if here.is_file() else None
+
+    def _job_create(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+        from .cli import add_job_options, job_options
+
+        parser = _parser("job create", (("name",), {}), (("--notebook",), {"metavar": "PATH"}))
+        add_job_options(parser)
+        args = parser.parse_args(argv)
+        notebook = args.notebook or self._current_notebook()
+        if notebook is None:
+            raise OpxUsageError(
+                "%opx job create: this kernel does not know its notebook's path; "
+                "give it with --notebook PATH"
+            )
+        values, settings = job_options(args)
+        _show(api.create_job(args.name, notebook, params=values, **settings))
+        _message(f"run it with: %opx job run {args.name}")
+
+    def _job_run(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+        from .jobs.params import parse_assignments
+
+        args = _parser(
+            "job run",
+            (("name",), {}),
+            (("-p", "--param"), {"dest": "params", "action": "append", "metavar": "NAME=VALUE"}),
+            (("--wait",), {"action": "store_true"}),
+        ).parse_args(argv)
+        values = parse_assignments(args.params) if args.params else None
+        run = api.run_job(args.name, values, wait=args.wait, trigger="manual")
+        _show(run)
+        if not run.finished:
+            _message(f"follow it with: %opx job logs {run.id}  (or opx run logs {run.id} -f)")
+
+    def _job_logs(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        args = _parser("job logs", (("id",), {"metavar": "ID"})).parse_args(argv)
+        run = api.get_run(args.id)
+        text = api.run_logs(run.id)
+        if text:
+            print(text, end="" if text.endswith("\n") else "\n")
+        else:
+            _message(f"run {run.id} ({run.status}) has no log yet")
+
+    def _job_show(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        args = _parser("job show", (("name",), {})).parse_args(argv)
+        _show(api.get_job(args.name))
+
+    def _cmd_runs(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        args = _parser(
+            "runs",
+            (("name",), {"nargs": "?"}),
+            (("--status",), {"default": None}),
+            (("--limit",), {"type": int, "default": 20}),
+        ).parse_args(argv)
+        _show(api.list_runs(args.name, status=args.status, limit=args.limit))
+
+    def _cmd_jobs(self, argv: list[str], cell: str | None) -> None:
+        from . import api
+
+        _parser("jobs").parse_args(argv)
+        _show(api.list_jobs())
 
 
 def register(ipython: Any) -> None:

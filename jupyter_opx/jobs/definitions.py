@@ -119,7 +119,7 @@ class Job:
         if self.defaults:
             rows.append(["defaults", ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())])
         extras = [
-            f"timeout {s['timeout']}s" if s.get("timeout") else None,
+            f"timeout {s['timeout']:g}s" if s.get("timeout") else None,
             f"retries {s['retries']}" if s.get("retries") else None,
             f"keep {s['keep']}" if s.get("keep") else None,
             f"outputs ipynb{''.join(',' + o for o in s.get('output', []))}",
@@ -199,12 +199,16 @@ def parse_env(items: list[str] | dict[str, Any] | None) -> dict[str, str | None]
 
 
 def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    if "tz" in settings:  # the CLI's spelling
+        settings = {**settings, "timezone": settings["tz"]}
+        del settings["tz"]
     s = {**DEFAULT_SETTINGS, **{k: v for k, v in settings.items() if v is not None}}
     unknown = set(settings) - set(DEFAULT_SETTINGS)
     if unknown:
         raise ValidationError(f"unknown job setting(s): {', '.join(sorted(unknown))}")
-    if s["schedule"]:
-        s["schedule"] = S.check_cron(s["schedule"])
+    # an empty schedule or notify URL clears it (`opx job update NAME --schedule ""`)
+    s["schedule"] = S.check_cron(s["schedule"]) if s["schedule"] else None
+    s["notify"] = s["notify"] or None
     S.check_timezone(s["timezone"])
     if s["timeout"] is not None:
         s["timeout"] = float(s["timeout"])
@@ -436,7 +440,12 @@ def update_job(
     merged = {**current.settings, **{k: v for k, v in settings.items() if v is not None}}
     s = _check_settings(merged)
     digest, parsed = _store_notebook(ws, nb)
-    defaults = _validate_defaults(parsed, {**current.defaults, **(params or {})}, keep_known=True)
+    # the current defaults carry over where the notebook still has the parameter; the
+    # values given now are checked strictly (a misspelt name is an error, not dropped)
+    defaults = {
+        **_validate_defaults(parsed, current.defaults, keep_known=True),
+        **_validate_defaults(parsed, params),
+    }
     return _insert_version(ws, name, path, digest, parsed, defaults, s, expect_new=False)
 
 
@@ -446,9 +455,9 @@ def _validate_defaults(
     if not values:
         return {}
     objs = None if parsed is None else [P.Param.from_dict(p) for p in parsed]
-    if keep_known and objs is not None:
+    if keep_known:
         # defaults of parameters the new notebook no longer has are dropped
-        known = {p.name for p in objs}
+        known = {p.name for p in objs or []}
         values = {k: v for k, v in values.items() if k in known}
     return P.validate(objs, values)
 

@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import ConflictError, OpxError
+from ..exceptions import ConflictError, NotFoundError, OpxError
 from ..store.db import utcnow
 from ..workspace import Workspace, get_workspace
 from . import runs as R
@@ -68,6 +69,7 @@ class _Attempt:
         self.km: Any = None
         self.nb_man: Any = None
         self.stop_reason: str | None = None  # "timed_out" | "cancelled"
+        self.killed_pid: int | None = None
         self.cells_done = 0
         self.current_cell: int | None = None
         self.logs: list[tuple[str, str]] = []
@@ -95,10 +97,16 @@ class _Attempt:
             )
 
     def kill_kernel(self, reason: str) -> None:
+        """Record why the attempt stops and kill its kernel, once it has a process.
+
+        Called on every tick after the deadline or a cancel request: the kernel
+        may still be starting (no pid yet) the first time.
+        """
         self.stop_reason = self.stop_reason or reason
         pid = _kernel_pid(self.km)
-        if pid is None:
+        if pid is None or pid == self.killed_pid:
             return
+        self.killed_pid = pid
         for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
             with contextlib.suppress(OSError):
                 kill()
@@ -110,8 +118,9 @@ class _Attempt:
             with contextlib.suppress(Exception):
                 self.flush_logs()
             now = time.monotonic()
-            if self.deadline is not None and now > self.deadline and self.stop_reason is None:
-                self.log("whole-run timeout reached: stopping the kernel")
+            if self.deadline is not None and now > self.deadline:
+                if self.stop_reason is None:
+                    self.log("whole-run timeout reached: stopping the kernel")
                 self.kill_kernel("timed_out")
             if now - last_beat >= HEARTBEAT_SECONDS:
                 last_beat = now
@@ -158,6 +167,7 @@ def _register_engine() -> None:
             attempt: _Attempt = kwargs.pop("opx_attempt")
             env: dict[str, str] = kwargs.pop("opx_env")
             cwd: str = kwargs.pop("opx_cwd")
+            kernel_output: Any = kwargs.pop("opx_kernel_output")
             kwargs.pop("input_path", None)
             attempt.nb_man = nb_man
             started, completed = nb_man.cell_start, nb_man.cell_complete
@@ -186,7 +196,9 @@ def _register_engine() -> None:
                 stderr_file=stderr_file,
                 **kwargs,
             )
-            return client.execute(env=env, cwd=cwd)
+            # the kernel process's own stdout/stderr (not the cells'): kept out of the
+            # terminal of `opx job run --wait`, logged when the kernel itself failed
+            return client.execute(env=env, cwd=cwd, stdout=kernel_output, stderr=subprocess.STDOUT)
 
     papermill_engines.register("opx", OpxEngine)
 
@@ -263,6 +275,7 @@ def _run_attempt(
     watcher.start()
     attempt.log(f"starting kernel {job.settings.get('kernel')} for {job.name} v{job.version}")
     status, error = "succeeded", None
+    kernel_output = open(os.path.join(workdir, "kernel.log"), "w+b")  # noqa: SIM115
     try:
         pm.execute_notebook(
             src,
@@ -277,12 +290,17 @@ def _run_attempt(
             opx_attempt=attempt,
             opx_env=env,
             opx_cwd=cwd,
+            opx_kernel_output=kernel_output,
         )
     except Exception as exc:
         error = _error_from(exc, attempt, timeout)
         status = attempt.stop_reason or "failed"
         attempt.log(f"{error['ename']}: {error['evalue']}")
+        if "traceback" not in error and attempt.stop_reason is None:
+            # not a cell's error (the kernel died or did not start): its own words help
+            _log_tail(attempt, kernel_output)
     finally:
+        kernel_output.close()
         attempt.done.set()
         watcher.join(timeout=5)
         attempt.flush_logs()
@@ -294,6 +312,15 @@ def _run_attempt(
         shutil.rmtree(workdir, ignore_errors=True)
     output = attempt.nb_man.nb if attempt.nb_man is not None else None
     return status, error, output
+
+
+def _log_tail(attempt: _Attempt, output: Any, limit: int = 20_000) -> None:
+    with contextlib.suppress(OSError):
+        output.seek(0, os.SEEK_END)
+        output.seek(max(0, output.tell() - limit))
+        text = output.read().decode("utf-8", "replace")
+        if text.strip():
+            attempt.log(text, stream="kernel")
 
 
 # -- a whole run ------------------------------------------------------------------------
@@ -352,6 +379,37 @@ def execute_run(ws: Workspace, run_id: int, *, claimed: bool = False) -> R.Run:
         return R.get_run(ws, run_id)
     R.set_fields(ws, run_id, f"#{run_id} resolved", resolved=resolved)
     env = _run_env(ws, job, run_id)
+    try:
+        status, error, output = _attempts(ws, job, run_id, values, env)
+    except BaseException as exc:
+        # e.g. Ctrl-C in `opx job run --wait`: the kernel is already stopped (see
+        # _run_attempt); never leave the run "running" until its heartbeat goes stale
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        with contextlib.suppress(Exception):
+            R.finish(
+                ws,
+                run_id,
+                "cancelled" if interrupted else "failed",
+                error={
+                    "ename": "Interrupted" if interrupted else type(exc).__name__,
+                    "evalue": "the runner was interrupted; the kernel was stopped"
+                    if interrupted
+                    else f"the runner failed: {exc}"[:2000],
+                    "cell_index": None,
+                },
+            )
+        raise
+    digests = _store_outputs(ws, job, output)
+    R.finish(ws, run_id, status, error=error, **digests)
+    final = R.get_run(ws, run_id)
+    _after_run(ws, job, final)
+    return final
+
+
+def _attempts(
+    ws: Workspace, job: Job, run_id: int, values: dict[str, Any], env: dict[str, str]
+) -> tuple[str, dict[str, Any] | None, Any]:
+    """The first attempt and the retries the job allows, with exponential backoff."""
     retries = int(job.settings.get("retries") or 0)
     backoff = float(job.settings.get("retry_backoff") or 0)
     status, error, output = "failed", None, None
@@ -365,13 +423,9 @@ def execute_run(ws: Workspace, run_id: int, *, claimed: bool = False) -> R.Run:
             ws, run_id, [("system", f"attempt {attempt} {status}; retrying in {wait:g}s\n")]
         )
         if _sleep_unless_cancelled(ws, run_id, wait):
-            status = "cancelled"
-            break
-    digests = _store_outputs(ws, job, output)
-    R.finish(ws, run_id, status, error=error, **digests)
-    final = R.get_run(ws, run_id)
-    _after_run(ws, job, final)
-    return final
+            error = {"ename": "Cancelled", "evalue": "cancelled on request", "cell_index": None}
+            return "cancelled", error, output
+    return status, error, output
 
 
 def _sleep_unless_cancelled(ws: Workspace, run_id: int, seconds: float) -> bool:
@@ -408,6 +462,45 @@ def render_html(nb: Any) -> bytes:
 
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     return body.encode("utf-8")
+
+
+def read_output(ws: Workspace, run_id: int | str, html: bool = False) -> bytes:
+    """A finished run's output notebook (``.ipynb`` bytes), or its HTML page.
+
+    The HTML is the one stored with the run (``output=["html"]``), else it is
+    rendered now from the stored notebook.
+
+    Raises
+    ------
+    ConflictError
+        The run has not finished yet.
+    NotFoundError
+        The run stored no output: pruned by retention, or it stopped before the
+        notebook ran.
+    """
+    run = R.get_run(ws, run_id)
+    if not run.finished:
+        raise ConflictError(
+            f"run {run.id} is {run.status}; its output is stored when it finishes "
+            f"(follow it with: opx run logs {run.id} --follow)"
+        )
+    if html and run.html_digest:
+        return ws.blobs.get(run.html_digest)
+    if run.output_digest is None:
+        keep = get_job(ws, run.job_name).settings.get("keep")
+        why = (
+            f"it was pruned by retention (job {run.job_name} keeps the outputs of its "
+            f"last {keep} run(s); the run's record and logs stay)"
+            if keep
+            else "the run stopped before the notebook ran"
+        )
+        raise NotFoundError(f"run {run.id} has no stored output: {why}")
+    data = ws.blobs.get(run.output_digest)
+    if not html:
+        return data
+    import nbformat
+
+    return render_html(nbformat.reads(data.decode("utf-8"), as_version=4))
 
 
 def _after_run(ws: Workspace, job: Job, run: R.Run) -> None:

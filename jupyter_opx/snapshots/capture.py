@@ -6,10 +6,12 @@ database transaction allocate the version and insert the snapshot with its
 datasets. A process killed at any point before that commit leaves at most
 unreferenced blobs behind — never a half snapshot that users can see.
 
-The expensive parts run side by side (pyarrow's parquet writer and numpy's
-sorts release the GIL): encoding each dataset, its reference summaries, the
-model, and reading the environment. An unchanged DataFrame is recognised by
-its fingerprint and not encoded again.
+The expensive parts run side by side (pyarrow's parquet writer, hashlib and
+numpy's sorts release the GIL): encoding each dataset, fingerprinting it, its
+reference summaries, the model, and reading the environment. An unchanged
+DataFrame is recognised by its fingerprint: its encoding is abandoned as soon
+as the fingerprint is known, and its summaries are reused (the prediction
+summary too when the model is also unchanged).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import math
 import os
 import platform
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -125,17 +128,48 @@ def _store_model(ws: Workspace, model: Any, allow_pickle: bool) -> dict[str, Any
     }
 
 
-def _store_frame(ws: Workspace, frame: Any) -> tuple[str, int]:
-    with ws.blobs.writer() as sink:
-        codecs.write_parquet(frame, sink)
+def _store_frame(ws: Workspace, frame: Any, abort: threading.Event) -> tuple[str, int] | None:
+    """Encode a DataFrame into a blob; None when abandoned (its data is already stored)."""
+    try:
+        with ws.blobs.writer(abort=abort) as sink:
+            codecs.write_parquet(frame, sink)
+    except Exception:
+        if abort.is_set():
+            return None
+        raise
     return sink.digest, sink.size
+
+
+def _fingerprint_hit(ws: Workspace, frame: Any, meta: dict[str, Any]) -> tuple[str, Any]:
+    fp = codecs.fingerprint(frame, meta)
+    return fp, _cache_lookup(ws, fp)
+
+
+def _reusable_summary(ws: Workspace, data_digest: str, model_digest: str | None) -> str | None:
+    """A stored summary of the same data *and* the same model (prediction summary included)."""
+    D, S = schema.snapshot_data, schema.snapshots
+    with ws.db.transaction() as conn:
+        digest = conn.execute(
+            select(D.c.summary_digest)
+            .join(S, S.c.id == D.c.snapshot_id)
+            .where(
+                D.c.digest == data_digest,
+                D.c.summary_digest.is_not(None),
+                S.c.model_digest.is_(None)
+                if model_digest is None
+                else S.c.model_digest == model_digest,
+            )
+            .order_by(D.c.snapshot_id.desc())
+            .limit(1)
+        ).scalar()
+    return digest if digest and ws.blobs.exists(digest) else None
 
 
 def _store_summary(
     ws: Workspace, model: Any, frame: Any, cached: str | None = None
 ) -> tuple[str, int]:
     # Unchanged data reuses its feature summaries (``cached``), but the prediction
-    # summary belongs to this snapshot's model, or to none: it is always redone.
+    # summary belongs to this snapshot's model, or to none: it is redone here.
     summary = None
     if cached is not None:
         try:
@@ -195,44 +229,69 @@ def create_snapshot(
     nb_path = source.get("notebook_path")
 
     db: Database = ws.db  # creates and migrates the store on first write
-    fingerprints = {key: codecs.fingerprint(f, meta) for key, (f, meta) in frames.items()}
-    cached = {key: _cache_lookup(ws, fp) for key, fp in fingerprints.items()}
-
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="opx-snapshot") as pool:
-        encoded: dict[str, Future[tuple[str, int]]] = {}
-        summarised: dict[str, Future[tuple[str, int]]] = {}
-        for key, (frame, _meta) in frames.items():
-            hit = cached[key]
-            if hit is None:
-                encoded[key] = pool.submit(_store_frame, ws, frame)
-            if key == ref_key:
-                reuse = hit["summary_digest"] if hit is not None else None
-                summarised[key] = pool.submit(_store_summary, ws, model, frame, reuse)
+    results: dict[str, dict[str, Any]] = {}
+    fingerprints: dict[str, str] = {}
+    summary_sizes: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="opx-snapshot") as pool:
+        # Encoding starts at once, beside the fingerprint: when the fingerprint
+        # finds the same data already stored, the encoding is abandoned.
+        aborts = {key: threading.Event() for key in frames}
+        encoding = {
+            key: pool.submit(_store_frame, ws, frame, aborts[key])
+            for key, (frame, _meta) in frames.items()
+        }
+        looked_up = {
+            key: pool.submit(_fingerprint_hit, ws, frame, meta)
+            for key, (frame, meta) in frames.items()
+        }
         model_f = pool.submit(_store_model, ws, model, allow_pickle) if model is not None else None
         git_f = pool.submit(provenance.git_info, Path(nb_path).parent if nb_path else None)
+        # warm the module → distribution map while the heavy work runs
+        env_f = pool.submit(provenance.module_distributions)
+        hits: dict[str, Any] = {}
+        for key in frames:
+            fingerprints[key], hits[key] = looked_up[key].result()
+            if hits[key] is not None:
+                aborts[key].set()
+        model_info = model_f.result() if model_f is not None else None
+        summary_f: Future[tuple[str, int]] | None = None
+        reused_summary: str | None = None
+        if ref_key is not None:
+            hit = hits[ref_key]
+            if hit is not None:
+                reused_summary = _reusable_summary(
+                    ws, hit["digest"], model_info["digest"] if model_info else None
+                )
+            if reused_summary is None:
+                cached = hit["summary_digest"] if hit is not None else None
+                summary_f = pool.submit(_store_summary, ws, model, frames[ref_key][0], cached)
         source_blob = None
         if source.get("cells") or source.get("notebook"):
             source_blob = ws.blobs.put(json.dumps(source, default=str).encode())
-        model_info = model_f.result() if model_f is not None else None
-        results: dict[str, dict[str, Any]] = {}
         for key, (frame, meta) in frames.items():
-            hit = cached[key] or {}
-            if key in encoded:
-                digest, size = encoded[key].result()
-            else:
+            encoded = encoding[key].result()
+            hit = hits[key]
+            if hit is not None:
                 digest, size = hit["digest"], hit["meta"]["size"]
-            summary = (
-                summarised[key].result()[0] if key in summarised else hit.get("summary_digest")
-            )
+            else:
+                assert encoded is not None
+                digest, size = encoded
+            summary_digest = None
+            if key == ref_key:
+                if summary_f is not None:
+                    summary_digest, summary_sizes[summary_digest] = summary_f.result()
+                else:
+                    summary_digest = reused_summary
             results[key] = {
                 "digest": digest,
                 "size": size,
-                "summary_digest": summary,
+                "summary_digest": summary_digest,
                 "meta": {**meta, "size": size},
                 "rows": len(frame),
                 "columns": frame.shape[1],
                 "schema": codecs.frame_schema(frame),
             }
+        env_f.result()
         # read after the model is encoded, so the codec's own imports are included
         environment = provenance.environment()
         git = git_f.result()
@@ -269,10 +328,9 @@ def create_snapshot(
         blob_sizes[model_info["digest"]] = model_info["size"]
     if source_blob:
         blob_sizes[source_blob[0]] = source_blob[1]
-    for key, res in results.items():
+    for res in results.values():
         blob_sizes[res["digest"]] = res["size"]
-        if key in summarised:
-            blob_sizes[summarised[key].result()[0]] = summarised[key].result()[1]
+    blob_sizes.update(summary_sizes)
 
     def publish(conn: Connection) -> int:
         snaps = schema.snapshots

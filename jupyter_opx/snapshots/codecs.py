@@ -182,16 +182,24 @@ def is_trusted_by_default(type_name: str) -> bool:
     return type_name.split(".", 1)[0] in TRUSTED_ROOTS
 
 
-def untrusted_types(data: bytes, trusted: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The types in a skops artifact that neither the defaults nor ``trusted`` allow."""
+def artifact_types(data: bytes) -> list[str]:
+    """The types and functions a skops artifact holds beyond skops' own safe set."""
     import skops.io as sio
 
     try:
-        found = sio.get_untrusted_types(data=data)
+        found: list[str] = sio.get_untrusted_types(data=data)
     except Exception as exc:
         raise SerializationError(f"the model artifact cannot be read by skops: {exc}") from exc
+    return found
+
+
+def untrusted_types(
+    data: bytes, trusted: list[str] | tuple[str, ...] = (), found: list[str] | None = None
+) -> list[str]:
+    """The types in a skops artifact that neither the defaults nor ``trusted`` allow."""
     allowed = set(trusted)
-    return sorted(t for t in found if t not in allowed and not is_trusted_by_default(t))
+    types = artifact_types(data) if found is None else found
+    return sorted(t for t in types if t not in allowed and not is_trusted_by_default(t))
 
 
 def load_model_bytes(
@@ -235,7 +243,8 @@ def load_model_bytes(
         raise SerializationError(f"unknown model codec {codec!r}; upgrade jupyter_opx")
     import skops.io as sio
 
-    bad = untrusted_types(data, trusted)
+    found = artifact_types(data)
+    bad = untrusted_types(data, trusted, found)
     if bad:
         shown = ", ".join(bad)
         raise UntrustedModelError(
@@ -245,9 +254,8 @@ def load_model_bytes(
             types=bad,
             ref=ref,
         )
-    allowed = sio.get_untrusted_types(data=data)
     try:
-        return sio.loads(data, trusted=allowed)
+        return sio.loads(data, trusted=found)
     except Exception as exc:
         raise SerializationError(f"cannot load {ref or 'the model'}: {exc}", ref=ref) from exc
 
@@ -339,7 +347,14 @@ def write_parquet(frame: Any, sink: Sink) -> None:
             f"cannot store this DataFrame as parquet ({exc}); give columns one type "
             "each (e.g. df[col] = df[col].astype(str)) and unique column names"
         ) from exc
-    pq.write_table(table, sink)
+    # Dictionary encoding pays for repeated values; on continuous floats pyarrow
+    # would build a dictionary only to throw it away, so it is not tried there.
+    dictionary = [
+        f.name for f in table.schema if not pa.types.is_floating(f.type) and f.name is not None
+    ]
+    # a large buffer turns thousands of small writes into a few big ones
+    with pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=8 << 20) as out:
+        pq.write_table(table, out, use_dictionary=dictionary or False)
 
 
 def read_parquet(buffer: Any, meta: dict[str, Any]) -> Any:

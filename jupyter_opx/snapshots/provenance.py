@@ -11,36 +11,45 @@ import os
 import platform
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 
 @lru_cache(maxsize=1)
-def _module_to_dists() -> dict[str, list[str]]:
+def module_distributions() -> dict[str, list[str]]:
+    """Top-level module → distribution names (scans installed metadata once per process)."""
     from importlib.metadata import packages_distributions
 
     return dict(packages_distributions())
 
 
-def environment() -> dict[str, Any]:
-    """Python, platform and versions of the packages imported in this process."""
+@cache
+def _dist_version(dist: str) -> str | None:
+    # parsing a package's metadata costs ~1 ms; a loaded module's version cannot change
     from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(dist)
+    except PackageNotFoundError:  # pragma: no cover - broken metadata
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Python, platform and versions of the packages imported in this process."""
     stdlib: frozenset[str] = getattr(sys, "stdlib_module_names", frozenset())
     tops = {
         name.split(".", 1)[0]
         for name in list(sys.modules)
         if not name.startswith("_") and name.split(".", 1)[0] not in stdlib
     }
-    mapping = _module_to_dists()
+    mapping = module_distributions()
     packages: dict[str, str] = {}
     for top in sorted(tops):
         for dist in mapping.get(top, ()):
-            try:
-                packages[dist] = version(dist)
-            except PackageNotFoundError:  # pragma: no cover - broken metadata
-                continue
+            found = _dist_version(dist)
+            if found is not None:
+                packages[dist] = found
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),

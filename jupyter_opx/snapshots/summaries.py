@@ -52,13 +52,24 @@ def bin_index(edges: Any, values: Any) -> Any:
     return np.searchsorted(np.asarray(edges, dtype=float), values, side="left")
 
 
+def sorted_quantiles(sorted_values: Any, probs: Any) -> Any:
+    """Quantiles of already sorted values, numpy's default (linear) method, without re-sorting."""
+    import numpy as np
+
+    s = np.asarray(sorted_values, dtype=float)
+    pos = np.asarray(probs, dtype=float) * (len(s) - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
 def decile_edges(sorted_values: Any) -> list[float]:
     """Inner bin edges at the deciles of sorted reference values (ties merged)."""
     import numpy as np
 
     if len(sorted_values) == 0:
         return []
-    edges = np.unique(np.quantile(sorted_values, DECILES))
+    edges = np.unique(sorted_quantiles(sorted_values, DECILES))
     return [float(e) for e in edges]
 
 
@@ -83,18 +94,23 @@ def numeric_summary(values: Any, sample: Any) -> dict[str, Any]:
         max=_f(finite.max()),
     )
     s = np.asarray(sample, dtype=float)
-    s = np.sort(s[~np.isnan(s)])
+    s = np.sort(s[~np.isnan(s)])  # the one sort: everything below reads it
+    if len(s) == 0:
+        return out
     if len(s) <= GRID:
         out["values"] = [float(v) for v in s]
     else:
-        out["quantiles"] = [float(v) for v in np.quantile(s, np.linspace(0.0, 1.0, GRID))]
+        grid = sorted_quantiles(s, np.linspace(0.0, 1.0, GRID))
+        out["quantiles"] = [float(v) for v in grid]
     edges = decile_edges(s)
-    counts = np.bincount(bin_index(edges, s), minlength=len(edges) + 1)
+    # bins (e[i-1], e[i]]: on sorted values, counts are differences of right insertion points
+    cuts = np.searchsorted(s, np.asarray(edges, dtype=float), side="right")
+    counts = np.diff(np.concatenate(([0], cuts, [len(s)])))
     out["bins"] = {"edges": edges, "counts": [int(c) for c in counts]}
-    distinct = np.unique(s[: min(len(s), 100_000)])
-    if len(distinct) <= DISCRETE_MAX:
-        keys, cnt = np.unique(s, return_counts=True)
-        out["categories"] = {_num_key(k): int(c) for k, c in zip(keys, cnt, strict=True)}
+    starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+    if len(starts) <= DISCRETE_MAX:
+        cnt = np.diff(np.concatenate((starts, [len(s)])))
+        out["categories"] = {_num_key(s[i]): int(c) for i, c in zip(starts, cnt, strict=True)}
     return out
 
 
@@ -109,7 +125,12 @@ def categorical_summary(values: Any, sample: Any) -> dict[str, Any]:
     full = pd.Series(values)
     n = len(full)
     missing = int(full.isna().sum())
-    counts = pd.Series(sample).dropna().astype(str).value_counts()
+    counts = pd.Series(sample).value_counts(dropna=True)
+    counts = counts[counts > 0]  # a categorical dtype lists unused categories too
+    # count first, stringify the few distinct keys after (values like 1 and "1" merge)
+    counts = (
+        counts.groupby(counts.index.astype(str)).sum().sort_values(ascending=False, kind="stable")
+    )
     top = counts.iloc[:TOP_CATEGORIES]
     return {
         "kind": "categorical",
@@ -148,7 +169,9 @@ def summarize(frame: Any, seed: int = 0) -> dict[str, Any]:
     features: dict[str, Any] = {}
     for name, col in frame.items():
         dtype = col.dtype
-        sample = col.to_numpy()[idx] if idx is not None else col.to_numpy()
+        # take the sample before converting: a categorical column would otherwise
+        # be turned into a million Python strings first
+        sample = (col.take(idx) if idx is not None else col).to_numpy()
         if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
             if pd.api.types.is_datetime64_any_dtype(dtype):
                 features[str(name)] = {
@@ -178,20 +201,24 @@ def score_summary(model: Any, frame: Any, seed: int = 0, rows: int = 10_000) -> 
     ``{"skipped": reason}`` when the model cannot score the data as given.
     """
     import numpy as np
+    from threadpoolctl import threadpool_limits
 
     try:
-        columns = getattr(model, "feature_names_in_", None)
-        X = frame[list(columns)] if columns is not None else frame
-        if len(X) > rows:
-            idx = np.sort(np.random.default_rng(seed).choice(len(X), rows, replace=False))
-            X = X.iloc[idx]
-        if hasattr(model, "predict_proba"):
-            proba = np.asarray(model.predict_proba(X))
-            scores = proba[:, -1] if proba.ndim == 2 else proba
-            kind = "probability"
-        else:
-            scores = np.asarray(model.predict(X), dtype=float).ravel()
-            kind = "prediction"
+        # one OpenMP thread: this runs beside the parquet encoder, and oversubscribed
+        # OpenMP threads on a small machine turn milliseconds into seconds
+        with threadpool_limits(limits=1, user_api="openmp"):
+            columns = getattr(model, "feature_names_in_", None)
+            X = frame[list(columns)] if columns is not None else frame
+            if len(X) > rows:
+                idx = np.sort(np.random.default_rng(seed).choice(len(X), rows, replace=False))
+                X = X.iloc[idx]
+            if hasattr(model, "predict_proba"):
+                proba = np.asarray(model.predict_proba(X))
+                scores = proba[:, -1] if proba.ndim == 2 else proba
+                kind = "probability"
+            else:
+                scores = np.asarray(model.predict(X), dtype=float).ravel()
+                kind = "prediction"
     except Exception as exc:  # any model, any data: record why and move on
         return {"skipped": f"{type(exc).__name__}: {exc}"[:300]}
     summary = numeric_summary(scores, scores)

@@ -13,6 +13,7 @@ import hashlib
 import mmap
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -36,17 +37,24 @@ def check_digest(digest: str) -> str:
     return digest
 
 
+class WriteAborted(OSError):
+    """Raised into a writer whose result is no longer wanted (see ``abort``)."""
+
+
 class HashingWriter:
     """A binary file wrapper that hashes and counts the bytes written through it."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, abort: threading.Event | None = None) -> None:
         self._raw = raw
         self._hash = hashlib.sha256()
+        self._abort = abort
         self.size = 0
         self.written = True
         self.closed = False
 
     def write(self, data: Any) -> int:
+        if self._abort is not None and self._abort.is_set():
+            raise WriteAborted("the blob was abandoned while being written")
         view = memoryview(data)
         self._hash.update(view)
         self._raw.write(view)
@@ -130,13 +138,15 @@ class BlobStore:
         return digest, size, True
 
     @contextmanager
-    def writer(self) -> Iterator[HashingWriter]:
+    def writer(self, abort: threading.Event | None = None) -> Iterator[HashingWriter]:
         """A file-like sink that hashes what is written and commits it as a blob.
 
         Large artifacts (parquet, models) stream straight into a temporary file
         beside their final place instead of being held in memory; on leaving
         the block the file is renamed to its digest (or dropped if that content
         is already stored). Read ``writer.digest`` and ``writer.size`` after it.
+        Setting ``abort`` makes the next write raise :class:`WriteAborted`; the
+        temporary file is then removed.
         """
         tmp_dir = f"{self.root}/tmp"
         tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
@@ -148,7 +158,7 @@ class BlobStore:
                 f"cannot write blobs under {self.url} ({exc.strerror or exc}); "
                 "make it writable or point 'artifacts' in .opx/config.toml elsewhere"
             ) from exc
-        sink = HashingWriter(raw)
+        sink = HashingWriter(raw, abort)
         try:
             with raw:
                 yield sink
@@ -211,20 +221,31 @@ class BlobStore:
         Large parquet blobs are hashed and decoded straight from the page
         cache; the bytes are checked against ``digest`` before being returned.
         """
+        buf = self.map_unverified(digest)
+        self.check(buf, digest)
+        return buf
+
+    def map_unverified(self, digest: str) -> Any:
+        """The blob's bytes (a memory map on a local disk) *before* verification.
+
+        Only for callers that run :meth:`check` on it and discard whatever they
+        derived from it when the check fails.
+        """
         if not self.local:
             return self.get(digest)
         path = self.path(digest)
         try:
             with open(path, "rb") as fh:
                 if os.fstat(fh.fileno()).st_size == 0:
-                    buf: Any = b""
-                else:
-                    buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                    return b""
+                return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
             return self.get(digest)  # raises the NotFoundError with its advice
-        if sha256_hex(buf) != digest:
+
+    def check(self, buffer: Any, digest: str) -> None:
+        """Raise :class:`CorruptBlobError` unless ``buffer`` hashes to ``digest``."""
+        if sha256_hex(buffer) != digest:
             raise self._corrupt(digest)
-        return buf
 
     def _corrupt(self, digest: str) -> CorruptBlobError:
         return CorruptBlobError(

@@ -1,0 +1,283 @@
+"""The scheduler: due runs with a controllable clock, catch-up policies, the lease
+between two scheduler processes, stale runners, and the Dask executor for real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import jupyter_opx as opx
+from jupyter_opx.jobs import runs as R
+from jupyter_opx.jobs.lease import holder_of, try_acquire
+from jupyter_opx.jobs.scheduler import Scheduler
+from jupyter_opx.store.db import utcnow
+
+JOBS = Path(__file__).resolve().parent / "notebooks" / "jobs"
+
+
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPX_HOME", str(tmp_path / ".opx"))
+    return opx.current_workspace()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+
+def wait_finished(sched: Scheduler, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        sched.step()
+        if all(r.finished for r in opx.list_runs()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"runs still unfinished: {opx.list_runs()}")
+
+
+def test_due_runs_carry_their_fire_time_and_never_duplicate(ws):
+    clock = Clock()
+    job = opx.create_job("minutely", JOBS / "no_params.ipynb", schedule="* * * * *")
+    sched = Scheduler(ws, clock=clock)
+    assert sched.step() == []  # nothing due yet
+    clock.now = job.next_run + timedelta(seconds=1)
+    started = sched.step()
+    assert len(started) == 1
+    assert sched.step() == []  # the same fire time is not queued twice
+    # a second scheduler (after a restart) with the same clock queues nothing new
+    sched.close()
+    again = Scheduler(ws, clock=clock)
+    assert again.enqueue_due() == []
+    wait_finished(again)
+    [run] = opx.list_runs()
+    assert run.status == "succeeded"
+    assert run.trigger == "schedule"
+    assert run.scheduled_for == job.next_run
+    again.close()
+
+
+def test_catchup_latest_runs_once_after_downtime(ws):
+    clock = Clock()
+    job = opx.create_job("hourly", JOBS / "no_params.ipynb", schedule="0 * * * *")
+    sched = Scheduler(ws, clock=clock)
+    clock.now = job.next_run + timedelta(hours=5, minutes=3)  # five missed fire times
+    queued = sched.enqueue_due()
+    assert len(queued) == 1
+    run = opx.get_run(queued[0])
+    assert run.scheduled_for == job.next_run + timedelta(hours=5)
+    assert sched.enqueue_due() == []
+    R.request_cancel(ws, run.id)
+    sched.close()
+
+
+def test_catchup_none_skips_missed_fire_times(ws):
+    clock = Clock()
+    job = opx.create_job("hourly", JOBS / "no_params.ipynb", schedule="0 * * * *", catchup="none")
+    sched = Scheduler(ws, clock=clock)
+    clock.now = job.next_run + timedelta(hours=2, minutes=30)
+    assert sched.enqueue_due() == []  # missed by more than the grace period: skipped
+    clock.now = job.next_run + timedelta(hours=3, seconds=5)  # the next one, on time
+    assert len(sched.enqueue_due()) == 1
+    for run in opx.list_runs():
+        R.request_cancel(ws, run.id)
+    sched.close()
+
+
+def test_disabled_jobs_do_not_run_but_manual_runs_do(ws):
+    clock = Clock()
+    job = opx.create_job("daily", JOBS / "no_params.ipynb", schedule="0 6 * * *", tz="Europe/Paris")
+    assert job.schedule_text == "every day at 06:00 Europe/Paris"
+    from jupyter_opx.jobs.definitions import set_enabled
+
+    set_enabled(ws, "daily", False)
+    sched = Scheduler(ws, clock=clock)
+    clock.now = job.next_run + timedelta(minutes=1)
+    assert sched.enqueue_due() == []
+    # a manual run queued while a scheduler is active is picked up by it
+    assert try_acquire(ws, sched.holder, 15)
+    sched.leader = True
+    run = opx.run_job("daily")
+    assert opx.get_run(run.id).status == "queued"
+    assert sched.dispatch() == [run.id]
+    wait_finished(sched)
+    assert opx.get_run(run.id).status == "succeeded"
+    sched.close()
+
+
+def test_stale_running_run_is_failed_not_left_running(ws):
+    opx.create_job("lost", JOBS / "no_params.ipynb")
+    run = R.create_run(ws, "lost")
+    assert R.claim(ws, run.id, "gone:1")
+    R.set_fields(ws, run.id, None, heartbeat_at=utcnow() - timedelta(minutes=5))
+    sched = Scheduler(ws, stale_after=30)
+    sched.step()
+    lost = opx.get_run(run.id)
+    assert lost.status == "failed"
+    assert lost.error["ename"] == "RunnerLost"
+    sched.close()
+
+
+SCHEDULER_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from jupyter_opx.workspace import get_workspace
+    from jupyter_opx.jobs.scheduler import Scheduler
+    Scheduler(get_workspace(), ttl=float(sys.argv[1]), tick=0.1,
+              log=lambda m: print(m, flush=True)).run()
+    """
+)
+
+
+def _start_scheduler(ws, ttl: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", SCHEDULER_SCRIPT, str(ttl)],
+        env={**os.environ, "OPX_HOME": str(ws.root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for(predicate, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def test_two_scheduler_processes_one_active_and_failover(ws):
+    opx.create_job("minutely", JOBS / "no_params.ipynb", schedule="* * * * *")
+    first = _start_scheduler(ws, ttl=2.0)
+    try:
+        _wait_for(lambda: holder_of(ws) is not None, 20)
+        first_holder = holder_of(ws)[0]
+        second = _start_scheduler(ws, ttl=2.0)
+        try:
+            time.sleep(1.5)
+            assert holder_of(ws)[0] == first_holder  # the second one stands by
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+            _wait_for(lambda: holder_of(ws) is not None and holder_of(ws)[0] != first_holder, 20)
+            # the lease expired and the standby took over
+            assert holder_of(ws)[0].split(":")[1] == str(second.pid)
+        finally:
+            second.terminate()
+            out, _ = second.communicate(timeout=20)
+        assert "active (holds the lease)" in out
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    # every scheduled fire time ran at most once
+    fires = [r.scheduled_for for r in opx.list_runs(limit=None) if r.scheduled_for]
+    assert len(fires) == len(set(fires))
+    for run in opx.list_runs(limit=None):
+        if not run.finished:
+            R.request_cancel(ws, run.id)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    port = _free_port()
+    dask = str(Path(sys.executable).with_name("dask"))
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    sched = subprocess.Popen(
+        [
+            dask,
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            ":0",
+            "--no-show",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    worker = subprocess.Popen(
+        [
+            dask,
+            "worker",
+            f"tcp://127.0.0.1:{port}",
+            "--nthreads",
+            "2",
+            "--nworkers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--dashboard-address",
+            ":0",
+            "--local-directory",
+            str(tmp_path / "dw"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        from distributed import Client
+
+        end = time.monotonic() + 60
+        while True:
+            try:
+                with Client(f"tcp://127.0.0.1:{port}", timeout=5) as client:
+                    client.wait_for_workers(1, timeout=30)
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.5)
+        yield f"dask://127.0.0.1:{port}"
+    finally:
+        for proc in (worker, sched):
+            proc.terminate()
+        for proc in (worker, sched):
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_dask_executor_runs_a_job_on_a_real_cluster(ws, dask_cluster):
+    opx.create_job("on-dask", JOBS / "typed_params.ipynb", executor=dask_cluster)
+    snap_data = __import__("pandas").DataFrame({"a": [1.0, 2.0]})
+    opx.snapshot("churn", data=snap_data)
+    opx.promote("churn", "production")
+    run = opx.run_job("on-dask", {"repeats": "2"}, wait=True)
+    assert run.status == "succeeded", run.error
+    assert run.executor == dask_cluster
+    assert run.worker is not None and run.worker.split(":")[1] != str(os.getpid())
+    assert run.resolved == {"model": "churn/1"}
+    assert "line 1 threshold=0.5" in opx.run_logs(run.id)
+    # and through the scheduler
+    queued = R.create_run(ws, "on-dask")
+    sched = Scheduler(ws)
+    assert sched.step() == [queued.id]
+    wait_finished(sched)
+    assert opx.get_run(queued.id).status == "succeeded"
+    sched.close()
