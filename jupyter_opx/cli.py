@@ -331,6 +331,38 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from .jobs.scheduler import Scheduler
+
+    ws = _workspace(args)
+    ws.db  # noqa: B018 - create and migrate the store before announcing anything
+
+    def log(message: str) -> None:
+        print(f"{datetime.now():%Y-%m-%d %H:%M:%S} {message}", flush=True)
+
+    scheduler = Scheduler(
+        ws,
+        concurrency=args.concurrency,
+        ttl=args.lease,
+        tick=args.tick,
+        prestart=args.prestart,
+        log=log,
+    )
+    if args.once:
+        try:
+            started = scheduler.step()
+            log(f"dispatched {len(started)} run(s)" + (f": {started}" if started else ""))
+            scheduler.local.shutdown(wait=True)
+        finally:
+            scheduler.close()
+        return 0
+    scheduler.run()
+    log("scheduler stopped")
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from .jobs.runs import list_runs
 
@@ -536,6 +568,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     json_flag(p)
+
+    p = add(
+        "scheduler",
+        cmd_scheduler,
+        "run due jobs and queued runs until stopped (one active scheduler per store; "
+        "others wait on standby)",
+    )
+    p.add_argument("--concurrency", type=int, default=2, help="local runs at once (default 2)")
+    p.add_argument(
+        "--prestart",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep N kernels started ahead of time, each used by one run (default 0)",
+    )
+    p.add_argument("--tick", type=float, default=0.25, help="seconds between passes")
+    p.add_argument(
+        "--lease", type=float, default=15.0, metavar="SECONDS", help="lease duration (default 15)"
+    )
+    p.add_argument("--once", action="store_true", help="one pass, wait for its runs, then exit")
 
     run = add("run", _needs_verb, "inspect, follow or cancel one run (opx run -h)")
     run.set_defaults(group="run")

@@ -281,3 +281,33 @@ def test_dask_executor_runs_a_job_on_a_real_cluster(ws, dask_cluster):
     wait_finished(sched)
     assert opx.get_run(queued.id).status == "succeeded"
     sched.close()
+
+
+def test_prestarted_kernel_serves_one_run_with_its_own_env(ws, tmp_path):
+    opx.create_job("warm", JOBS / "no_params.ipynb", env=["OPX_TEST_FIXED=7"])
+    sched = Scheduler(ws, prestart=1)
+    try:
+        _wait_for(lambda: sched.pool is not None and sched.pool.ready() == 1, 60)
+        run = R.create_run(ws, "warm")
+        assert sched.step() == [run.id]
+        _wait_for(lambda: opx.get_run(run.id).finished, 60)
+        done = opx.get_run(run.id)
+        assert done.status == "succeeded", done.error
+        logs = opx.run_logs(run.id)
+        assert "using a pre-started kernel" in logs
+        assert "fixed 7" in logs  # the run's env reached the kernel started before it
+        assert done.worker.split(":")[1] == str(os.getpid())
+        # the pool refills with a fresh kernel; the used one is gone
+        _wait_for(lambda: sched.pool.ready() == 1, 60)
+    finally:
+        sched.close()
+
+
+def test_scheduler_command_once(ws, capsys):
+    from jupyter_opx.cli import main
+
+    opx.create_job("once", JOBS / "no_params.ipynb")
+    run = R.create_run(ws, "once")
+    assert main(["scheduler", "--once"]) == 0
+    assert f"dispatched 1 run(s): [{run.id}]" in capsys.readouterr().out
+    assert opx.get_run(run.id).status == "succeeded"

@@ -393,3 +393,27 @@ def test_diff_of_equal_snapshots_is_identical(
     assert d.identical is True
     assert "are identical" in str(d)
     assert opx.diff("m/1", "m/1").identical is True
+
+
+def test_data_sharing_the_quick_key_but_not_the_content_is_stored_anew(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    import jupyter_opx as opx
+    from jupyter_opx.snapshots import codecs
+
+    monkeypatch.setenv("OPX_HOME", str(tmp_path / ".opx"))
+    df = pd.DataFrame({"x": np.arange(10_000, dtype=float), "y": np.ones(10_000)})
+    changed = df.copy()
+    changed.loc[1, "x"] = -5.0  # row 1 is not among the rows the quick key samples
+    meta = {"kind": "dataframe"}
+    assert codecs.quick_key(df, meta) == codecs.quick_key(changed, meta)
+    assert codecs.fingerprint(df, meta) != codecs.fingerprint(changed, meta)
+    first = opx.snapshot("q", data=df)
+    second = opx.snapshot("q", data=changed)
+    assert second.data["data"].digest != first.data["data"].digest
+    assert second.data["data"].reused_from is None
+    assert opx.load_data("q/2").loc[1, "x"] == -5.0
+    third = opx.snapshot("q", data=df.copy())  # equal content, another object
+    assert third.data["data"].digest == first.data["data"].digest
+    assert third.data["data"].reused_from == "q/1"

@@ -144,6 +144,11 @@ def _kernel_pid(km: Any) -> int | None:
 
 
 # -- the papermill engine ---------------------------------------------------------------
+def _run_specific(env: dict[str, str]) -> dict[str, str]:
+    """The variables a run adds to or changes in the environment of its process."""
+    return {k: v for k, v in env.items() if os.environ.get(k) != v}
+
+
 def _register_engine() -> None:
     from jupyter_client.manager import AsyncKernelManager
     from papermill.clientwrap import PapermillNotebookClient
@@ -168,6 +173,7 @@ def _register_engine() -> None:
             env: dict[str, str] = kwargs.pop("opx_env")
             cwd: str = kwargs.pop("opx_cwd")
             kernel_output: Any = kwargs.pop("opx_kernel_output")
+            warm_km: Any = kwargs.pop("opx_km", None)
             kwargs.pop("input_path", None)
             attempt.nb_man = nb_man
             started, completed = nb_man.cell_start, nb_man.cell_complete
@@ -184,8 +190,8 @@ def _register_engine() -> None:
             nb_man.cell_start, nb_man.cell_complete = cell_start, cell_complete
             # nbclient needs the async manager: with a blocking client its wait for a
             # reply would block the loop that notices a dead kernel
-            attempt.km = AsyncKernelManager(kernel_name=kernel_name)
-            client = PapermillNotebookClient(
+            attempt.km = warm_km or AsyncKernelManager(kernel_name=kernel_name)
+            client = _Client(
                 nb_man,
                 km=attempt.km,
                 timeout=execution_timeout,
@@ -196,9 +202,32 @@ def _register_engine() -> None:
                 stderr_file=stderr_file,
                 **kwargs,
             )
+            if warm_km is not None:
+                # a kernel started before the run: give it this run's environment and
+                # working directory before the first cell
+                client.opx_setup = (
+                    "import os as _opx_os\n"
+                    f"_opx_os.environ.update({_run_specific(env)!r})\n"
+                    f"_opx_os.chdir({cwd!r})\n"
+                    "del _opx_os\n"
+                )
+                return client.execute()
             # the kernel process's own stdout/stderr (not the cells'): kept out of the
             # terminal of `opx job run --wait`, logged when the kernel itself failed
             return client.execute(env=env, cwd=cwd, stdout=kernel_output, stderr=subprocess.STDOUT)
+
+    class _Client(PapermillNotebookClient):
+        """papermill's client, able to run a silent set-up snippet before the cells."""
+
+        opx_setup: str | None = None
+
+        def papermill_execute_cells(self) -> None:
+            if self.opx_setup:
+                msg_id = self.kc.execute(self.opx_setup, silent=True, store_history=False)
+                reply = self.wait_for_reply(msg_id)
+                if (reply or {}).get("content", {}).get("status") != "ok":
+                    raise RuntimeError("could not prepare the pre-started kernel for the run")
+            super().papermill_execute_cells()
 
     papermill_engines.register("opx", OpxEngine)
 
@@ -252,7 +281,12 @@ def _error_from(exc: BaseException, attempt: _Attempt, timeout: float | None) ->
 
 
 def _run_attempt(
-    ws: Workspace, job: Job, run_id: int, values: dict[str, Any], env: dict[str, str]
+    ws: Workspace,
+    job: Job,
+    run_id: int,
+    values: dict[str, Any],
+    env: dict[str, str],
+    warm_km: Any = None,
 ) -> tuple[str, dict[str, Any] | None, Any]:
     """Execute the notebook once; returns ``(status, error, output notebook)``."""
     import nbformat
@@ -273,7 +307,10 @@ def _run_attempt(
         cwd = workdir
     watcher = threading.Thread(target=attempt.watch, name=f"opx-run-{run_id}", daemon=True)
     watcher.start()
-    attempt.log(f"starting kernel {job.settings.get('kernel')} for {job.name} v{job.version}")
+    attempt.log(
+        f"{'using a pre-started' if warm_km is not None else 'starting'} kernel "
+        f"{job.settings.get('kernel')} for {job.name} v{job.version}"
+    )
     status, error = "succeeded", None
     kernel_output = open(os.path.join(workdir, "kernel.log"), "w+b")  # noqa: SIM115
     try:
@@ -291,6 +328,7 @@ def _run_attempt(
             opx_env=env,
             opx_cwd=cwd,
             opx_kernel_output=kernel_output,
+            opx_km=warm_km,
         )
     except Exception as exc:
         error = _error_from(exc, attempt, timeout)
@@ -359,8 +397,11 @@ def _run_env(ws: Workspace, job: Job, run_id: int) -> dict[str, str]:
     return env
 
 
-def execute_run(ws: Workspace, run_id: int, *, claimed: bool = False) -> R.Run:
+def execute_run(ws: Workspace, run_id: int, *, claimed: bool = False, warm_km: Any = None) -> R.Run:
     """Run a queued run to its end and return its final record.
+
+    ``warm_km`` is a kernel started ahead of time (see :mod:`jupyter_opx.jobs.warm`)
+    for the first attempt; it is used by this run only and discarded after it.
 
     Raises
     ------
@@ -380,7 +421,7 @@ def execute_run(ws: Workspace, run_id: int, *, claimed: bool = False) -> R.Run:
     R.set_fields(ws, run_id, f"#{run_id} resolved", resolved=resolved)
     env = _run_env(ws, job, run_id)
     try:
-        status, error, output = _attempts(ws, job, run_id, values, env)
+        status, error, output = _attempts(ws, job, run_id, values, env, warm_km)
     except BaseException as exc:
         # e.g. Ctrl-C in `opx job run --wait`: the kernel is already stopped (see
         # _run_attempt); never leave the run "running" until its heartbeat goes stale
@@ -407,7 +448,12 @@ def execute_run(ws: Workspace, run_id: int, *, claimed: bool = False) -> R.Run:
 
 
 def _attempts(
-    ws: Workspace, job: Job, run_id: int, values: dict[str, Any], env: dict[str, str]
+    ws: Workspace,
+    job: Job,
+    run_id: int,
+    values: dict[str, Any],
+    env: dict[str, str],
+    warm_km: Any = None,
 ) -> tuple[str, dict[str, Any] | None, Any]:
     """The first attempt and the retries the job allows, with exponential backoff."""
     retries = int(job.settings.get("retries") or 0)
@@ -415,7 +461,9 @@ def _attempts(
     status, error, output = "failed", None, None
     for attempt in range(1, retries + 2):
         R.set_fields(ws, run_id, None, attempt=attempt)
-        status, error, output = _run_attempt(ws, job, run_id, values, env)
+        # a pre-started kernel serves the first attempt only: retries get fresh ones
+        km = warm_km if attempt == 1 else None
+        status, error, output = _run_attempt(ws, job, run_id, values, env, km)
         if status in ("succeeded", "cancelled") or attempt > retries:
             break
         wait = backoff * 2 ** (attempt - 1)

@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -38,12 +39,16 @@ from ..store.db import as_utc, utcnow
 from ..workspace import Workspace
 from . import runs as R
 from . import schedule as S
-from .definitions import Job, list_jobs
+from .definitions import Job, get_job, list_jobs
 from .executors import DaskExecutor, LocalExecutor
 from .lease import release, try_acquire
+from .runner import execute_run
+from .warm import KernelPool, discard
 
 #: a fire time older than this counts as missed (for catchup = "none")
 GRACE = timedelta(seconds=60)
+#: how often the loop looks at the change sequence between passes
+WAKE = 0.05
 
 
 class Scheduler:
@@ -63,6 +68,10 @@ class Scheduler:
         Returns the current aware UTC time (tests pass a controllable one).
     stale_after : float
         Seconds without a heartbeat after which a running run is failed.
+    prestart : int
+        Pre-started kernels to keep ready (0: none). A local run then executes
+        in this process on one of them (a kernel per run, discarded after it)
+        instead of starting a runner process and a kernel.
     """
 
     def __init__(
@@ -74,6 +83,7 @@ class Scheduler:
         tick: float = 0.25,
         clock: Callable[[], datetime] | None = None,
         stale_after: float = 30.0,
+        prestart: int = 0,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.ws = ws
@@ -88,6 +98,8 @@ class Scheduler:
         self.leader = False
         self._renewed_at: datetime | None = None
         self._dispatched: set[int] = set()
+        self.pool: KernelPool | None = KernelPool(prestart) if prestart > 0 else None
+        self._threads: dict[int, threading.Thread] = {}
 
     # -- one pass --------------------------------------------------------------------
     def step(self) -> list[int]:
@@ -180,7 +192,7 @@ class Scheduler:
                 .where(schema.runs.c.status == "queued")
                 .order_by(schema.runs.c.id)
             ).all()
-        live = set(self.local.procs)
+        live = set(self.local.procs) | {k for k, t in self._threads.items() if t.is_alive()}
         for dask in self.dask.values():
             live |= set(dask.futures)
         self._dispatched &= live | {r.id for r in queued}
@@ -197,13 +209,38 @@ class Scheduler:
                         continue
                 self.dask[row.executor].submit(row.id)
             else:
-                if self.local.free_slots <= 0:
+                self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
+                if self.local.free_slots - len(self._threads) <= 0:
                     continue
-                self.local.submit(row.id)
+                if not self._run_warm(row.id):
+                    self.local.submit(row.id)
             self._dispatched.add(row.id)
             started.append(row.id)
             self.log(f"run {row.id}: dispatched to {row.executor}")
         return started
+
+    def _run_warm(self, run_id: int) -> bool:
+        """Execute a run here, in a thread, on a pre-started kernel if one is ready."""
+        if self.pool is None:
+            return False
+        run = R.get_run(self.ws, run_id)
+        kernel = get_job(self.ws, run.job_name, run.job_version).settings.get("kernel") or "python3"
+        km = self.pool.take(kernel)
+        if km is None:
+            return False
+
+        def work() -> None:
+            try:
+                execute_run(self.ws, run_id, warm_km=km)
+            except Exception as exc:  # claimed by someone else, or the store failed
+                self.log(f"run {run_id}: {type(exc).__name__}: {exc}")
+            finally:
+                discard(km)  # one run per kernel: nothing leaks into the next
+
+        thread = threading.Thread(target=work, name=f"opx-run-{run_id}", daemon=True)
+        self._threads[run_id] = thread
+        thread.start()
+        return True
 
     def reap(self) -> list[int]:
         """Fail running runs whose runner stopped sending heartbeats."""
@@ -231,13 +268,21 @@ class Scheduler:
                 with contextlib.suppress(ValueError):
                     signal.signal(sig, lambda *_: stop.set())
         self.log(f"scheduler {self.holder}: watching {self.ws.root}")
+        seen = -1
+        next_pass = 0.0
         try:
             while not stop.is_set():
-                try:
-                    self.step()
-                except Exception as exc:  # keep scheduling through transient store errors
-                    self.log(f"scheduler pass failed: {type(exc).__name__}: {exc}")
-                stop.wait(self.tick)
+                # a cheap look at the change sequence between passes: a run queued
+                # by `opx job run` is picked up at once, not at the next tick
+                seq = self.ws.change_seq() if self.leader else seen
+                now = time.monotonic()
+                if seq != seen or now >= next_pass:
+                    seen, next_pass = seq, now + self.tick
+                    try:
+                        self.step()
+                    except Exception as exc:  # keep scheduling through transient store errors
+                        self.log(f"scheduler pass failed: {type(exc).__name__}: {exc}")
+                stop.wait(min(WAKE, self.tick))
         finally:
             self.close()
 
@@ -250,6 +295,11 @@ class Scheduler:
         for executor in self.dask.values():
             with contextlib.suppress(Exception):
                 executor.shutdown()
+        for thread in self._threads.values():
+            thread.join(timeout=60)
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     def status(self) -> dict[str, Any]:
         return {

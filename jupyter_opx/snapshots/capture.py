@@ -9,9 +9,10 @@ unreferenced blobs behind — never a half snapshot that users can see.
 The expensive parts run side by side (pyarrow's parquet writer, hashlib and
 numpy's sorts release the GIL): encoding each dataset, fingerprinting it, its
 reference summaries, the model, and reading the environment. An unchanged
-DataFrame is recognised by its fingerprint: its encoding is abandoned as soon
-as the fingerprint is known, and its summaries are reused (the prediction
-summary too when the model is also unchanged).
+DataFrame is recognised by its fingerprint (looked for only when a cheap
+quick key says it may be stored): it is neither encoded nor stored again, and
+its summaries are reused (the prediction summary too when the model is also
+unchanged).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import json
 import math
 import os
 import platform
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -128,21 +128,20 @@ def _store_model(ws: Workspace, model: Any, allow_pickle: bool) -> dict[str, Any
     }
 
 
-def _store_frame(ws: Workspace, frame: Any, abort: threading.Event) -> tuple[str, int] | None:
-    """Encode a DataFrame into a blob; None when abandoned (its data is already stored)."""
-    try:
-        with ws.blobs.writer(abort=abort) as sink:
-            codecs.write_parquet(frame, sink)
-    except Exception:
-        if abort.is_set():
-            return None
-        raise
+def _store_frame(ws: Workspace, frame: Any) -> tuple[str, int]:
+    """Encode a DataFrame as parquet into a blob."""
+    with ws.blobs.writer() as sink:
+        codecs.write_parquet(frame, sink)
     return sink.digest, sink.size
 
 
-def _fingerprint_hit(ws: Workspace, frame: Any, meta: dict[str, Any]) -> tuple[str, Any]:
-    fp = codecs.fingerprint(frame, meta)
-    return fp, _cache_lookup(ws, fp)
+def _candidates(ws: Workspace, quick: str) -> list[dict[str, Any]]:
+    """Stored datasets that share the quick key (equal data always does)."""
+    with ws.db.transaction() as conn:
+        rows = conn.execute(
+            select(schema.data_cache).where(schema.data_cache.c.quick == quick)
+        ).all()
+    return [dict(r._mapping) for r in rows]
 
 
 def _reusable_summary(ws: Workspace, data_digest: str, model_digest: str | None) -> str | None:
@@ -185,16 +184,6 @@ def _store_summary(
     return digest, size
 
 
-def _cache_lookup(ws: Workspace, fp: str) -> dict[str, Any] | None:
-    with ws.db.transaction() as conn:
-        row = conn.execute(
-            select(schema.data_cache).where(schema.data_cache.c.fingerprint == fp)
-        ).first()
-    if row is None or not ws.blobs.exists(row.digest):
-        return None
-    return dict(row._mapping)
-
-
 def create_snapshot(
     ws: Workspace,
     name: str,
@@ -233,26 +222,34 @@ def create_snapshot(
     fingerprints: dict[str, str] = {}
     summary_sizes: dict[str, int] = {}
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="opx-snapshot") as pool:
-        # Encoding starts at once, beside the fingerprint: when the fingerprint
-        # finds the same data already stored, the encoding is abandoned.
-        aborts = {key: threading.Event() for key in frames}
-        encoding = {
-            key: pool.submit(_store_frame, ws, frame, aborts[key])
-            for key, (frame, _meta) in frames.items()
-        }
-        looked_up = {
-            key: pool.submit(_fingerprint_hit, ws, frame, meta)
-            for key, (frame, meta) in frames.items()
-        }
         model_f = pool.submit(_store_model, ws, model, allow_pickle) if model is not None else None
         git_f = pool.submit(provenance.git_info, Path(nb_path).parent if nb_path else None)
         # warm the module → distribution map while the heavy work runs
         env_f = pool.submit(provenance.module_distributions)
+        # New data is encoded at once, its fingerprint computed beside it. Data whose
+        # quick key matches stored data is fingerprinted first (on two threads) and,
+        # when it is the same, neither encoded nor stored again.
+        quick = {key: codecs.quick_key(frame, meta) for key, (frame, meta) in frames.items()}
         hits: dict[str, Any] = {}
-        for key in frames:
-            fingerprints[key], hits[key] = looked_up[key].result()
-            if hits[key] is not None:
-                aborts[key].set()
+        encoding: dict[str, Future[tuple[str, int]]] = {}
+        printing: dict[str, Future[str]] = {}
+        for key, (frame, meta) in frames.items():
+            hits[key] = None
+            candidates = _candidates(ws, quick[key])
+            if candidates:
+                fingerprints[key] = codecs.fingerprint(frame, meta)
+                hits[key] = next(
+                    (
+                        c
+                        for c in candidates
+                        if c["fingerprint"] == fingerprints[key] and ws.blobs.exists(c["digest"])
+                    ),
+                    None,
+                )
+            if hits[key] is None:
+                encoding[key] = pool.submit(_store_frame, ws, frame)
+                if key not in fingerprints:
+                    printing[key] = pool.submit(codecs.fingerprint, frame, meta, 1)
         model_info = model_f.result() if model_f is not None else None
         summary_f: Future[tuple[str, int]] | None = None
         reused_summary: str | None = None
@@ -269,13 +266,13 @@ def create_snapshot(
         if source.get("cells") or source.get("notebook"):
             source_blob = ws.blobs.put(json.dumps(source, default=str).encode())
         for key, (frame, meta) in frames.items():
-            encoded = encoding[key].result()
             hit = hits[key]
             if hit is not None:
                 digest, size = hit["digest"], hit["meta"]["size"]
             else:
-                assert encoded is not None
-                digest, size = encoded
+                digest, size = encoding[key].result()
+            if key in printing:
+                fingerprints[key] = printing[key].result()
             summary_digest = None
             if key == ref_key:
                 if summary_f is not None:
@@ -370,6 +367,7 @@ def create_snapshot(
             )
             cache = schema.data_cache
             values = {
+                "quick": quick[key],
                 "digest": res["digest"],
                 "summary_digest": res["summary_digest"],
                 "meta": res["meta"],

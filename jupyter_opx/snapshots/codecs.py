@@ -302,37 +302,86 @@ def frame_schema(frame: Any) -> list[dict[str, str]]:
     return [{"name": str(c), "dtype": str(t)} for c, t in frame.dtypes.items()]
 
 
-def fingerprint(frame: Any, meta: dict[str, Any]) -> str:
+def _header(frame: Any, meta: dict[str, Any]) -> bytes:
+    """Names, dtypes, shape, attrs and the index description, as bytes."""
+    import pandas as pd
+
+    parts = [
+        json.dumps([DATA_CODEC_VERSION, meta, frame_schema(frame), list(frame.shape)]),
+        repr(list(frame.columns)),
+    ]
+    if frame.attrs:
+        parts.append(json.dumps(frame.attrs, default=str, sort_keys=True))
+    index = frame.index
+    if isinstance(index, pd.RangeIndex):
+        parts.append(f"range:{index.start}:{index.stop}:{index.step}:{index.name!r}")
+    else:
+        parts.append(f"index:{index.dtype}:{index.names!r}")
+    return "\n".join(parts).encode()
+
+
+def _column_bytes(col: Any) -> list[Any]:
+    """The buffers that pin down a column's content exactly."""
+    import numpy as np
+    import pandas as pd
+
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return [
+            np.ascontiguousarray(col.cat.codes.to_numpy()).view(np.uint8),
+            repr((list(dtype.categories), dtype.ordered)).encode(),
+        ]
+    if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
+        # a uint8 view, not memoryview.cast: datetime64/timedelta64 have no buffer format
+        return [np.ascontiguousarray(col.to_numpy()).view(np.uint8)]
+    return [pd.util.hash_pandas_object(col, index=False).to_numpy().view(np.uint8)]
+
+
+def _digest(buffers: list[Any]) -> bytes:
+    h = hashlib.sha256()
+    for buf in buffers:
+        h.update(buf)
+    return h.digest()
+
+
+def fingerprint(frame: Any, meta: dict[str, Any], workers: int = 2) -> str:
     """A sha256 over the DataFrame's exact content, names, dtypes and index.
 
     Numeric columns are hashed straight from their memory; categoricals from
     their codes and categories; anything else from pandas' per-value hashes.
+    Columns are hashed on ``workers`` threads (hashlib releases the GIL), and
+    their digests combined in column order.
     """
-    import numpy as np
+    from concurrent.futures import ThreadPoolExecutor
+
     import pandas as pd
 
-    h = hashlib.sha256()
-    h.update(json.dumps([DATA_CODEC_VERSION, meta, frame_schema(frame)]).encode())
-    h.update(repr(list(frame.columns)).encode())
-    if frame.attrs:
-        h.update(json.dumps(frame.attrs, default=str, sort_keys=True).encode())
+    parts = [_header(frame, meta)]
     index = frame.index
-    if isinstance(index, pd.RangeIndex):
-        h.update(f"range:{index.start}:{index.stop}:{index.step}:{index.name!r}".encode())
+    if not isinstance(index, pd.RangeIndex):
+        hashed = pd.util.hash_pandas_object(index, index=False).to_numpy()
+        parts.append(_digest([hashed.view("uint8")]))
+    columns = [col for _, col in frame.items()]
+    if workers > 1 and len(columns) > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opx-fp") as pool:
+            parts.extend(pool.map(lambda c: _digest(_column_bytes(c)), columns))
     else:
-        h.update(f"index:{index.dtype}:{index.names!r}".encode())
-        h.update(memoryview(pd.util.hash_pandas_object(index, index=False).to_numpy()))
-    for _, col in frame.items():
-        dtype = col.dtype
-        if isinstance(dtype, pd.CategoricalDtype):
-            h.update(np.ascontiguousarray(col.cat.codes.to_numpy()).tobytes())
-            h.update(repr((list(dtype.categories), dtype.ordered)).encode())
-        elif isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
-            # a uint8 view, not memoryview.cast: datetime64/timedelta64 have no buffer format
-            h.update(np.ascontiguousarray(col.to_numpy()).view(np.uint8))  # type: ignore[arg-type]
-        else:
-            h.update(memoryview(pd.util.hash_pandas_object(col, index=False).to_numpy()))
-    return h.hexdigest()
+        parts.extend(_digest(_column_bytes(c)) for c in columns)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+def quick_key(frame: Any, meta: dict[str, Any], rows: int = 512) -> str:
+    """A cheap key that equal DataFrames always share: names, dtypes, shape and a
+    strided sample of rows. Different data may share it too; only the full
+    :func:`fingerprint` decides. It tells, in a millisecond, whether an equal
+    DataFrame *may* already be stored, so a new one is encoded without waiting."""
+    import numpy as np
+
+    n = len(frame)
+    sample = frame.iloc[np.unique(np.linspace(0, max(n - 1, 0), num=min(rows, n), dtype=np.int64))]
+    parts = [_header(frame, meta)]
+    parts.extend(_digest(_column_bytes(col)) for _, col in sample.items())
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def write_parquet(frame: Any, sink: Sink) -> None:

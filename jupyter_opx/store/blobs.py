@@ -13,7 +13,6 @@ import hashlib
 import mmap
 import os
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -37,24 +36,17 @@ def check_digest(digest: str) -> str:
     return digest
 
 
-class WriteAborted(OSError):
-    """Raised into a writer whose result is no longer wanted (see ``abort``)."""
-
-
 class HashingWriter:
     """A binary file wrapper that hashes and counts the bytes written through it."""
 
-    def __init__(self, raw: Any, abort: threading.Event | None = None) -> None:
+    def __init__(self, raw: Any) -> None:
         self._raw = raw
         self._hash = hashlib.sha256()
-        self._abort = abort
         self.size = 0
         self.written = True
         self.closed = False
 
     def write(self, data: Any) -> int:
-        if self._abort is not None and self._abort.is_set():
-            raise WriteAborted("the blob was abandoned while being written")
         view = memoryview(data)
         self._hash.update(view)
         self._raw.write(view)
@@ -138,15 +130,13 @@ class BlobStore:
         return digest, size, True
 
     @contextmanager
-    def writer(self, abort: threading.Event | None = None) -> Iterator[HashingWriter]:
+    def writer(self) -> Iterator[HashingWriter]:
         """A file-like sink that hashes what is written and commits it as a blob.
 
         Large artifacts (parquet, models) stream straight into a temporary file
         beside their final place instead of being held in memory; on leaving
         the block the file is renamed to its digest (or dropped if that content
         is already stored). Read ``writer.digest`` and ``writer.size`` after it.
-        Setting ``abort`` makes the next write raise :class:`WriteAborted`; the
-        temporary file is then removed.
         """
         tmp_dir = f"{self.root}/tmp"
         tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
@@ -158,7 +148,7 @@ class BlobStore:
                 f"cannot write blobs under {self.url} ({exc.strerror or exc}); "
                 "make it writable or point 'artifacts' in .opx/config.toml elsewhere"
             ) from exc
-        sink = HashingWriter(raw, abort)
+        sink = HashingWriter(raw)
         try:
             with raw:
                 yield sink

@@ -108,6 +108,8 @@ data_cache = Table(
     "data_cache",
     metadata,
     Column("fingerprint", Digest, primary_key=True),
+    # a cheap key equal data always shares (see codecs.quick_key)
+    Column("quick", Digest, nullable=True, index=True),
     Column("digest", Digest, nullable=False),
     Column("summary_digest", Digest, nullable=True),
     Column("meta", JSON, nullable=False),

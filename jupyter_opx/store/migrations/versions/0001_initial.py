@@ -83,10 +83,12 @@ def upgrade() -> None:
     op.create_table(
         "data_cache",
         sa.Column("fingerprint", DIGEST, primary_key=True),
+        sa.Column("quick", DIGEST, nullable=True),
         sa.Column("digest", DIGEST, nullable=False),
         sa.Column("summary_digest", DIGEST, nullable=True),
         sa.Column("meta", sa.JSON, nullable=False),
     )
+    op.create_index("ix_data_cache_quick", "data_cache", ["quick"])
     op.create_table(
         "changes",
         sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
