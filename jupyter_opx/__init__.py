@@ -20,6 +20,10 @@ from ._version import __version__ as __version__
 
 _API = {
     "alias_history",
+    "feedback",
+    "log_outcomes",
+    "log_predictions",
+    "log_treatments",
     "cancel_run",
     "create_job",
     "current_run",

@@ -346,3 +346,115 @@ def log_metric(
 
     rid = os.environ.get("OPX_RUN_ID")
     _log(_ws(workspace), int(rid) if rid and rid.isdigit() else None, name, value)
+
+
+# -- feedback --------------------------------------------------------------------------
+def log_predictions(
+    model_ref: str,
+    ids: Any,
+    scores: Any = None,
+    *,
+    features: Any = None,
+    labels: Any = None,
+    ts: Any = None,
+    event_ids: Any = None,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> Any:
+    """Record predictions: entity ids, scores (and/or predicted labels), features.
+
+    Parameters
+    ----------
+    model_ref : str
+        ``"churn"``, ``"churn@production"`` …: the predictions are attributed
+        to the version it resolves to now.
+    ids : array-like
+        Entity ids (customer ids): outcomes and treatments join on them.
+    scores : array-like, optional
+        Scores (probability of the positive class, or predicted values).
+    features : DataFrame or list of dicts, optional
+        The features the model saw; drift is measured on them.
+    labels : array-like, optional
+        Predicted classes, when there are no scores or beside them.
+    ts : datetime, str, number or array-like, optional
+        Event times (ISO 8601 or epoch seconds); default now.
+    event_ids : array-like, optional
+        Ids that make re-sending idempotent; derived from the content if omitted.
+
+    Raises
+    ------
+    ValidationError
+        A bad row (missing id, NaN score …): nothing of the batch is stored.
+    NotFoundError
+        Unknown model.
+    """
+    from .monitoring.ingest import normalize
+    from .monitoring.log import log_events
+
+    frame = normalize(
+        "predictions",
+        ids=ids,
+        score=scores,
+        label=labels,
+        features=features,
+        ts=ts,
+        event_ids=event_ids,
+    )
+    return log_events(_ws(workspace), model_ref, "predictions", frame)
+
+
+def log_treatments(
+    model: str,
+    ids: Any,
+    arm: Any,
+    *,
+    ts: Any = None,
+    event_ids: Any = None,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> Any:
+    """Record the actions taken on predictions: each entity's arm (``"email"``,
+    ``"control"`` …); one arm for all, or one per id."""
+    from .monitoring.ingest import normalize
+    from .monitoring.log import log_events
+
+    frame = normalize("treatments", ids=ids, arm=arm, ts=ts, event_ids=event_ids)
+    return log_events(_ws(workspace), model, "treatments", frame)
+
+
+def log_outcomes(
+    model: str,
+    ids: Any,
+    values: Any,
+    *,
+    ts: Any = None,
+    event_ids: Any = None,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> Any:
+    """Record outcomes as they arrive (e.g. 1 = churned), joined later to the
+    latest earlier prediction of the same entity."""
+    from .monitoring.ingest import normalize
+    from .monitoring.log import log_events
+
+    frame = normalize("outcomes", ids=ids, value=values, ts=ts, event_ids=event_ids)
+    return log_events(_ws(workspace), model, "outcomes", frame)
+
+
+def feedback(
+    model: str,
+    window: str | int = "1d",
+    *,
+    horizon: str = "30D",
+    threshold: float = 0.5,
+    control_arm: str = "control",
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> Any:
+    """Production feedback of a model per window (``"1h"``, ``"1d"``, ``"1w"`` or N events).
+
+    Returns a ``Feedback`` with DataFrames ``.volume``, ``.performance``,
+    ``.drift``, ``.prediction_drift``, ``.uplift``, ``.uplift_total``,
+    ``.alerts``, and ``.kpis()``.
+    """
+    from .monitoring.compute import compute
+
+    return compute(
+        _ws(workspace), model, window, horizon=horizon, threshold=threshold, control_arm=control_arm
+    )

@@ -611,6 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, metavar="FILE", help="where to write it ('-': stdout)"
     )
     p.add_argument("--html", action="store_true", help="write the notebook as an HTML page")
+    # feedback, serving and alerts keep their commands in modules of their own
+    from . import cli_alerts, cli_feedback, cli_serve
+
+    for module in (cli_feedback, cli_serve, cli_alerts):
+        module.register(sub, add)
     return parser
 
 

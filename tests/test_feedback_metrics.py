@@ -16,7 +16,7 @@ from scipy.spatial import distance
 from sklearn import metrics as skm
 
 from jupyter_opx.exceptions import ValidationError
-from jupyter_opx.feedback import drift, drift_table, joins, performance, uplift, windows
+from jupyter_opx.monitoring import drift, drift_table, joins, performance, uplift, windows
 from jupyter_opx.snapshots.summaries import summarize
 
 T0 = pd.Timestamp("2026-03-02T00:00:00Z")  # a Monday

@@ -130,13 +130,14 @@ class BlobStore:
         return digest, size, True
 
     @contextmanager
-    def writer(self) -> Iterator[HashingWriter]:
+    def writer(self, durable: bool = False) -> Iterator[HashingWriter]:
         """A file-like sink that hashes what is written and commits it as a blob.
 
         Large artifacts (parquet, models) stream straight into a temporary file
         beside their final place instead of being held in memory; on leaving
         the block the file is renamed to its digest (or dropped if that content
         is already stored). Read ``writer.digest`` and ``writer.size`` after it.
+        ``durable=True`` syncs the file to disk before it is renamed into place.
         """
         tmp_dir = f"{self.root}/tmp"
         tmp = f"{tmp_dir}/{uuid.uuid4().hex}"
@@ -152,6 +153,10 @@ class BlobStore:
         try:
             with raw:
                 yield sink
+                if durable and self.local:
+                    # on disk before it is published: a 2xx after ingestion means durable
+                    raw.flush()
+                    os.fsync(raw.fileno())
             path = self.path(sink.digest)
             if self.fs.exists(path) and self.fs.size(path) == sink.size:
                 self.fs.rm_file(tmp)

@@ -215,3 +215,71 @@ leases = Table(
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+# -- feedback, tokens and alerts (revision 0003) -------------------------------------------
+#: each ingested batch is one immutable parquet segment (a blob) plus this catalog row
+feedback_segments = Table(
+    "feedback_segments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("digest", Digest, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("min_ts", DateTime(timezone=True), nullable=False),
+    Column("max_ts", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("run_id", Integer, nullable=True),
+)
+Index("ix_feedback_segments_model_kind", feedback_segments.c.model, feedback_segments.c.kind)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("scope", String(256), nullable=False),
+    # sha256 of the secret: the token itself is shown once and never stored
+    Column("hash", Digest, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("expr", String(256), nullable=False),
+    Column("metric", String(128), nullable=False),
+    Column("op", String(4), nullable=False),
+    Column("threshold", JSON, nullable=False),
+    Column("min_n", Integer, nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("webhook", Text, nullable=True),
+    Column("trigger_job", String(128), nullable=True),
+    Column("enabled", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("since", DateTime(timezone=True), nullable=True),
+    Column("value", JSON, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(128), nullable=False),
+)
+Index("ix_alert_rules_model", alert_rules.c.model)
+
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_id", Integer, ForeignKey("alert_rules.id"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("value", JSON, nullable=True),
+    Column("n", BigInteger, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("notified", Integer, nullable=False),
+    Column("run_id", Integer, nullable=True),
+    Column("detail", JSON, nullable=False),
+)
+Index("ix_alert_events_rule_id", alert_events.c.rule_id)

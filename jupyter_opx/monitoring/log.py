@@ -1,0 +1,65 @@
+"""Logging feedback events: resolve the model, validate, store, evaluate alerts.
+
+One entry point, :func:`log_events`, serves the Python API (``opx.log_*``),
+the HTTP API and the jobs: everything arrives as a validated DataFrame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+from ..snapshots.catalog import get_snapshot
+from ..workspace import Workspace
+from . import store
+from .ingest import check_kind
+
+
+@dataclass
+class Logged:
+    """What a call stored."""
+
+    model: str
+    version: int | None
+    kind: str
+    rows: int
+    segment: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        ref = f"{self.model}/{self.version}" if self.version else self.model
+        return f"stored {self.rows:,} {self.kind} for {ref} (segment {self.segment})"
+
+
+def log_events(ws: Workspace, model: str, kind: str, frame: pd.DataFrame) -> Logged:
+    """Store a validated batch for ``model`` (a name or a ref).
+
+    Predictions are attributed to the snapshot version the ref resolves to
+    now (``churn@production`` → its current version), in a ``model_version``
+    column. Inside a job run, ``OPX_RUN_ID`` links the batch to the run.
+
+    Raises
+    ------
+    NotFoundError
+        The model (snapshot name) does not exist.
+    """
+    check_kind(kind)
+    snap = get_snapshot(ws, model)
+    version = snap.version if kind == "predictions" else None
+    if version is not None:
+        frame = frame.assign(model_version=version)
+    rid = os.environ.get("OPX_RUN_ID")
+    segment = store.append(
+        ws, snap.name, kind, frame, run_id=int(rid) if rid and rid.isdigit() else None
+    )
+    with contextlib.suppress(ImportError):
+        from .alerts import evaluate_after_ingest
+
+        evaluate_after_ingest(ws, snap.name)
+    return Logged(snap.name, version, kind, len(frame), segment)
