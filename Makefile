@@ -41,6 +41,7 @@ test: lint typecheck pytest
 
 bench: venv
 	$(BIN)/python bench/bench_snapshot.py
+	$(BIN)/python bench/bench_jobs.py --jitter
 
 clean:
 	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache
