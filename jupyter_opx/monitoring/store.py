@@ -11,7 +11,7 @@ row count, time range) in the metadata database, committed in the same
 transaction that bumps the change sequence. A batch is therefore durable and
 visible at once, or not at all. Reading a model's events concatenates its
 segments (pyarrow reads millions of rows a second) and drops re-sent events
-by ``event_id``; a per-process cache keeps what was read and adds only new
+by their event key; a per-process cache keeps what was read and adds only new
 segments, so a live view stays cheap. :func:`compact` merges small segments.
 """
 
@@ -39,11 +39,18 @@ def _write_segment(ws: Workspace, frame: pd.DataFrame) -> tuple[str, int]:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    # dictionaries pay off for ids and categories, not for continuous numbers
+    dictionary = [
+        f.name
+        for f in table.schema
+        if not (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
+        and not pa.types.is_timestamp(f.type)
+    ]
     with (
         ws.blobs.writer(durable=True) as sink,
         pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=8 << 20) as out,
     ):
-        pq.write_table(table, out, compression="lz4")
+        pq.write_table(table, out, compression="lz4", use_dictionary=dictionary or False)
     return sink.digest, sink.size
 
 
@@ -140,11 +147,12 @@ def read(ws: Workspace, model: str, kind: str) -> pd.DataFrame:
                     {
                         "id": pd.Series(dtype=str),
                         "ts": pd.Series(dtype="datetime64[ns, UTC]"),
-                        "event_id": pd.Series(dtype=str),
+                        "eid_hi": pd.Series(dtype="uint64"),
+                        "eid_lo": pd.Series(dtype="uint64"),
                     }
                 )
             )
-            frame = frame.drop_duplicates("event_id", keep="first")
+            frame = frame.drop_duplicates(["eid_hi", "eid_lo"], keep="first")
             frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
             entry.frame, entry.ids = frame, ids
         assert entry.frame is not None
@@ -168,7 +176,8 @@ def compact(ws: Workspace, model: str, kind: str, min_segments: int = 16) -> int
     if len(rows) < min_segments:
         return 0
     frame = pd.concat([_read_segment(ws, r.digest) for r in rows], ignore_index=True, sort=False)
-    frame = frame.drop_duplicates("event_id", keep="first").sort_values("ts", kind="stable")
+    frame = frame.drop_duplicates(["eid_hi", "eid_lo"], keep="first")
+    frame = frame.sort_values("ts", kind="stable")
     digest, size = _write_segment(ws, frame.reset_index(drop=True))
     old = [r.id for r in rows]
 
