@@ -19,6 +19,10 @@ from typing import Any
 from ._version import __version__ as __version__
 
 _API = {
+    "add_alert",
+    "alerts",
+    "evaluate_alerts",
+    "remove_alert",
     "alias_history",
     "feedback",
     "log_outcomes",
@@ -53,6 +57,8 @@ _TYPES = {
     "Workspace": "jupyter_opx.workspace",
 }
 _ERRORS = {
+    "AuthError",
+    "ForbiddenError",
     "OpxError",
     "ValidationError",
     "NotFoundError",

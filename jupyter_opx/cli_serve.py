@@ -8,11 +8,124 @@ top; heavy modules inside the command functions.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
 Add = Callable[[str, Callable[[argparse.Namespace], int], str], Any]
 
 
+def _ws(args: argparse.Namespace) -> Any:
+    from .cli import _workspace
+
+    return _workspace(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from .exceptions import ValidationError
+    from .server.app import make_app, serve_until_stopped
+
+    if not args.max_body > 0:
+        raise ValidationError("--max-body must be a positive number of MiB")
+    ws = _ws(args)
+    ws.db  # noqa: B018 - create and migrate the store before announcing anything
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    def ready(url: str) -> None:
+        print(f"opx serve: {url} (store {ws.root})", flush=True)
+        print(f"health: {url}/health; feedback: POST {url}/feedback/MODEL/KIND", flush=True)
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(
+                "note: tokens travel in clear text; put a TLS proxy in front of this server",
+                flush=True,
+            )
+        print("stop with Ctrl-C", flush=True)
+
+    asyncio.run(
+        serve_until_stopped(
+            make_app(ws, max_body=int(args.max_body * 2**20)),
+            host=args.host,
+            port=args.port,
+            on_ready=ready,
+        )
+    )
+    print("opx serve: stopped", flush=True)
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from .tokens import create_token
+
+    token, secret = create_token(_ws(args), args.name, args.scope)
+    print(f"token {token.name} ({token.scope}) created; it is shown once, store it now:")
+    print(secret)  # last line: scripts capture it
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from .cli import _json
+    from .tokens import list_tokens
+
+    tokens = list_tokens(_ws(args), include_revoked=not args.active)
+    if args.json:
+        _json([t.to_dict() for t in tokens])
+    elif tokens:
+        print("\n".join(str(t) for t in tokens))
+    else:
+        print("no tokens yet; create one with: opx token create NAME --scope SCOPE")
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from .tokens import revoke_token
+
+    token = revoke_token(_ws(args), args.name)
+    print(f"token {token.name} revoked ({token.revoked_at:%Y-%m-%d %H:%M:%S} UTC)")
+    return 0
+
+
+def _token_needs_verb(args: argparse.Namespace) -> int:
+    print("opx: error: token needs a VERB; see: opx token -h", file=sys.stderr)
+    return 2
+
+
 def register(sub: Any, add: Add) -> None:
     """Add this module's commands to the ``opx`` parser."""
+    p = add(
+        "serve",
+        cmd_serve,
+        "serve the REST API (feedback ingestion, change stream) with token auth",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
+    p.add_argument(
+        "--max-body",
+        type=float,
+        default=64,
+        metavar="MB",
+        help="largest request body in MiB, after gzip decoding (default 64)",
+    )
+
+    token = add("token", _token_needs_verb, "create, list and revoke API tokens (opx token -h)")
+    verbs = token.add_subparsers(dest="verb", metavar="VERB")
+
+    def verb(name: str, func: Callable[[argparse.Namespace], int], help: str) -> Any:
+        v = verbs.add_parser(name, help=help, description=help)
+        v.set_defaults(func=func)
+        return v
+
+    p = verb("create", cmd_token_create, "create a token; prints it (once) as the last line")
+    p.add_argument("name", help="who or what uses it, e.g. scoring-job")
+    p.add_argument(
+        "--scope",
+        required=True,
+        help="feedback:write, read or admin (several joined by commas; admin implies all)",
+    )
+    p = verb("list", cmd_token_list, "list tokens (never their secrets)")
+    p.add_argument("--active", action="store_true", help="only tokens not revoked")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = verb("revoke", cmd_token_revoke, "revoke a token; it is refused from now on")
+    p.add_argument("name")

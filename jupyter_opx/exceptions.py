@@ -97,6 +97,30 @@ class CorruptBlobError(OpxError):
         self.digest = digest
 
 
+class AuthError(OpxError):
+    """No credentials, or credentials that are unknown, revoked or malformed."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(OpxError):
+    """Valid credentials whose scope does not allow the operation.
+
+    Attributes
+    ----------
+    needed : str
+        The scope the operation needs.
+    """
+
+    status = 403
+    code = "forbidden"
+
+    def __init__(self, message: str, needed: str, **fields: Any) -> None:
+        super().__init__(message, needed=needed, **fields)
+        self.needed = needed
+
+
 class StoreError(OpxError):
     """The store cannot be opened, written or migrated."""
 
@@ -105,8 +129,10 @@ class StoreError(OpxError):
 
 
 __all__ = [
+    "AuthError",
     "ConflictError",
     "CorruptBlobError",
+    "ForbiddenError",
     "NotFoundError",
     "OpxError",
     "SerializationError",

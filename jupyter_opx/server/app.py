@@ -1,0 +1,208 @@
+"""The route table, :func:`make_app` and the ``opx serve`` loop.
+
+:func:`routes` is the one list of handlers. ``opx serve`` mounts it at
+``/api`` with :class:`~.auth.TokenAuth`; the Jupyter server extension mounts
+the same list under ``/opx/api`` with an auth object that checks Jupyter's
+login. Routes (relative to the base path):
+
+=======  ===========================================  ==================
+GET      ``/health``                                  public
+POST     ``/feedback/{model}/{kind}``                 ``feedback:write``
+GET      ``/feedback/{model}?window=1d``              ``read``
+GET      ``/stream`` (server-sent events)             ``read``
+=======  ===========================================  ==================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+from tornado.web import Application, RequestHandler
+
+from ..exceptions import ConflictError
+from ..workspace import Workspace
+from . import handlers as h
+from .auth import Auth, TokenAuth
+from .stream import ChangeFeed
+
+DEFAULT_MAX_BODY = 64 * 2**20
+access_log = logging.getLogger("tornado.access")
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&]*")
+
+
+@dataclass
+class ServerContext:
+    """What the handlers share: the store, the auth, worker threads and limits.
+
+    Attributes
+    ----------
+    max_body : int
+        Largest accepted request body in bytes (after gzip decoding too).
+    busy : int
+        Core calls running on the worker threads now (a clean shutdown waits for them).
+    """
+
+    ws: Workspace
+    auth: Auth
+    executor: ThreadPoolExecutor
+    max_body: int = DEFAULT_MAX_BODY
+    feed: ChangeFeed = field(init=False)
+    busy: int = 0
+
+    def __post_init__(self) -> None:
+        self.feed = ChangeFeed(self.ws.change_seq, self.executor)
+
+    def close(self) -> None:
+        """Stop the change feed and the worker threads (after running calls end)."""
+        self.feed.close()
+        self.executor.shutdown(wait=True)
+
+
+def routes(ctx: ServerContext, base_path: str = "/api") -> list[tuple[str, type, dict[str, Any]]]:
+    """The handlers, as tornado rules under ``base_path``."""
+    base = re.escape(base_path.rstrip("/"))
+    kwargs = {"ctx": ctx}
+    return [
+        (rf"{base}/health", h.HealthHandler, kwargs),
+        (rf"{base}/feedback/(?P<model>[^/]+)/(?P<kind>[^/]+)", h.IngestHandler, kwargs),
+        (rf"{base}/feedback/(?P<model>[^/]+)", h.FeedbackHandler, kwargs),
+        (rf"{base}/stream", h.StreamHandler, kwargs),
+    ]
+
+
+def _log_request(handler: RequestHandler) -> None:
+    # tornado's own access log, minus ?token= secrets (EventSource URLs carry them)
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    request = handler.request
+    uri = _TOKEN_IN_QUERY.sub(r"\1…", request.uri or "")
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.1fms",
+        status,
+        request.method,
+        uri,
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
+
+
+def make_app(
+    ws: Workspace,
+    base_path: str = "/api",
+    auth: Auth | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    workers: int = 4,
+    **settings: Any,
+) -> Application:
+    """The tornado application of ``opx serve``.
+
+    Parameters
+    ----------
+    ws : Workspace
+        The store the routes read and write.
+    base_path : str
+        Where the routes are mounted.
+    auth : Auth, optional
+        Who may call what; default :class:`~.auth.TokenAuth` over ``ws``'s tokens.
+    max_body : int
+        Largest request body in bytes; larger ones get 413.
+    workers : int
+        Threads running the core calls (parsing, parquet, metrics) off the event loop.
+
+    Returns
+    -------
+    tornado.web.Application
+        Its ``settings["opx"]`` is the :class:`ServerContext`; call
+        ``ctx.close()`` when the server is done.
+    """
+    ctx = ServerContext(
+        ws,
+        auth if auth is not None else TokenAuth(ws),
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opx-server"),
+        max_body,
+    )
+    return Application(
+        routes(ctx, base_path),
+        default_handler_class=h.NotFoundHandler,
+        default_handler_args={"ctx": ctx},
+        log_function=_log_request,
+        opx=ctx,
+        **settings,
+    )
+
+
+async def serve_until_stopped(
+    app: Application,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    on_ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+    drain: float = 30.0,
+) -> None:
+    """Serve ``app`` (from :func:`make_app`) on ``host:port`` until SIGINT/SIGTERM or ``stop``.
+
+    ``on_ready`` gets the API's URL once the port is bound (``port=0`` picks a
+    free one). Shutdown is clean: no new connections, core calls in flight
+    finish (up to ``drain`` seconds, so a batch being stored is answered),
+    then open connections (event streams) are closed and the worker threads
+    stopped. Signal handlers are installed only when run in the main thread.
+
+    Raises
+    ------
+    ConflictError
+        The address is in use.
+    """
+    ctx: ServerContext = app.settings["opx"]
+    try:
+        sockets = bind_sockets(port, host)
+    except OSError as exc:
+        ctx.close()
+        raise ConflictError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "choose another port with --port",
+            host=host,
+            port=port,
+        ) from None
+    # bodies of the ingest route are capped by its handler (413); others by this
+    server = HTTPServer(app, max_body_size=ctx.max_body)
+    server.add_sockets(sockets)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = []
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                signals.append(sig)
+    bound = sockets[0].getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    if on_ready is not None:
+        on_ready(f"http://{shown}:{bound}/api")
+    try:
+        await stop.wait()
+    finally:
+        server.stop()
+        deadline = time.monotonic() + drain
+        while ctx.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.close_all_connections(), 5)
+        ctx.close()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+__all__ = ["DEFAULT_MAX_BODY", "ServerContext", "make_app", "routes", "serve_until_stopped"]
