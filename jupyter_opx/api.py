@@ -20,6 +20,7 @@ from .workspace import Workspace, get_workspace
 if TYPE_CHECKING:
     from .jobs.definitions import Job
     from .jobs.runs import Run
+    from .monitoring.alerts import ChangeList, Rule, RuleList
 
 
 def current_workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
@@ -458,3 +459,110 @@ def feedback(
     return compute(
         _ws(workspace), model, window, horizon=horizon, threshold=threshold, control_arm=control_arm
     )
+
+
+# -- alerts ----------------------------------------------------------------------------
+def add_alert(
+    model: str,
+    expr: str,
+    *,
+    min_n: int = 0,
+    window: str = "1d",
+    webhook: str | None = None,
+    trigger_job: str | None = None,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> Rule:
+    """Add an alert rule on a model's production feedback.
+
+    Parameters
+    ----------
+    model : str
+        A snapshot name or ref (rules belong to the name).
+    expr : str
+        ``METRIC OP NUMBER`` with OP one of ``< <= > >= == !=``, e.g.
+        ``"auc < 0.7"``, ``"drifted_share > 0.3"``,
+        ``"psi:monthly_charges > 0.25"``, ``"freshness_hours > 26"``,
+        ``"uplift > 0"``, ``"predictions < 100"``. The metrics are listed in
+        :mod:`jupyter_opx.monitoring.alerts` (and by ``opx alert add -h``).
+    min_n : int
+        The rule is only judged once the sample behind its metric (labelled
+        predictions for performance, the window's predictions for drift and
+        volume, treated entities for uplift) reaches this size.
+    window : str
+        The window the metric is read from (``"1h"``, ``"1d"``, ``"1w"`` or N
+        events); the latest window with data is judged.
+    webhook : str, optional
+        URL POSTed (JSON: model, rule_id, expr, state, value, n, window, at …)
+        once per state change, with retries.
+    trigger_job : str, optional
+        A job to run (trigger ``"alert"``) each time the rule starts firing,
+        e.g. a retraining notebook.
+
+    Returns
+    -------
+    Rule
+        With its ``state``: ``"ok"`` until it first fires, then ``"firing"``
+        / ``"resolved"``. Adding an identical rule again returns the existing one.
+
+    Raises
+    ------
+    ValidationError
+        An expression outside the grammar, an unknown metric or feature (the
+        message lists them), a bad window, ``min_n`` or webhook.
+    NotFoundError
+        Unknown model or job.
+    """
+    from .monitoring.alerts import add_rule
+
+    return add_rule(
+        _ws(workspace),
+        model,
+        expr,
+        min_n=min_n,
+        window=window,
+        webhook=webhook,
+        trigger_job=trigger_job,
+    )
+
+
+def alerts(
+    model: str | None = None, *, workspace: str | os.PathLike[str] | Workspace | None = None
+) -> RuleList:
+    """Alert rules (of ``model`` if given) with their state, value and since when."""
+    from .monitoring.alerts import list_rules
+
+    return list_rules(_ws(workspace), model)
+
+
+def remove_alert(
+    rule_id: int, *, workspace: str | os.PathLike[str] | Workspace | None = None
+) -> Rule:
+    """Delete an alert rule (and its history of state changes); returns it.
+
+    Raises
+    ------
+    NotFoundError
+        No rule with that id.
+    """
+    from .monitoring.alerts import remove_rule
+
+    return remove_rule(_ws(workspace), rule_id)
+
+
+def evaluate_alerts(
+    model: str | None = None, *, workspace: str | os.PathLike[str] | Workspace | None = None
+) -> ChangeList:
+    """Evaluate the alert rules (of ``model``) now, notifying on each state change.
+
+    Rules are also evaluated after every ingested batch and on the
+    scheduler's timer; this is for checking at once.
+
+    Returns
+    -------
+    ChangeList
+        The changes (empty when no rule changed state); ``.errors`` names the
+        models whose feedback could not be computed.
+    """
+    from .monitoring.alerts import evaluate
+
+    return evaluate(_ws(workspace), model)

@@ -17,6 +17,9 @@ Each pass (every ``tick`` seconds, 0.25 by default):
    most ``concurrency`` at a time locally, or to their Dask cluster.
 4. **Reap** — running runs whose runner stopped sending heartbeats (the
    process died) are marked failed, never left ``running``.
+5. **Alerts** — every ``alert_interval`` seconds the store's alert rules are
+   evaluated in a background thread (freshness rules need the timer: a job
+   that stopped sends no events to react to).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from ..monitoring.alerts import AlertTimer
 from ..store import schema
 from ..store.db import as_utc, utcnow
 from ..workspace import Workspace
@@ -72,6 +76,8 @@ class Scheduler:
         Pre-started kernels to keep ready (0: none). A local run then executes
         in this process on one of them (a kernel per run, discarded after it)
         instead of starting a runner process and a kernel.
+    alert_interval : float
+        Seconds between evaluations of the alert rules (0: never).
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class Scheduler:
         stale_after: float = 30.0,
         prestart: int = 0,
         log: Callable[[str], None] | None = None,
+        alert_interval: float = 30.0,
     ) -> None:
         self.ws = ws
         self.ttl = ttl
@@ -100,6 +107,7 @@ class Scheduler:
         self._dispatched: set[int] = set()
         self.pool: KernelPool | None = KernelPool(prestart) if prestart > 0 else None
         self._threads: dict[int, threading.Thread] = {}
+        self.alerts = AlertTimer(ws, alert_interval, log=self.log)
 
     # -- one pass --------------------------------------------------------------------
     def step(self) -> list[int]:
@@ -109,6 +117,7 @@ class Scheduler:
         self.enqueue_due()
         started = self.dispatch()
         self.reap()
+        self.alerts.tick()
         return started
 
     def _hold_lease(self) -> bool:
@@ -297,6 +306,7 @@ class Scheduler:
                 executor.shutdown()
         for thread in self._threads.values():
             thread.join(timeout=60)
+        self.alerts.join(timeout=30)
         if self.pool is not None:
             self.pool.close()
             self.pool = None

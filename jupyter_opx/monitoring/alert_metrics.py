@@ -162,7 +162,8 @@ def parse(expr: str) -> Condition:
     if kind in PER_FEATURE:
         if not feature:
             raise ValidationError(
-                f"{kind} is measured per feature: write {kind}:<feature>, e.g. '{kind}:tenure > 0.2'"
+                f"{kind} is measured per feature: write {kind}:<feature>, "
+                f"e.g. '{kind}:tenure > 0.2'"
             )
         metric = f"{kind}:{feature}"
     elif kind in METRICS:

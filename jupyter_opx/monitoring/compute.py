@@ -255,7 +255,10 @@ def compute(
                 preds["score"], summary, ts=preds["ts"], window=window, windows=labels
             )
     up = up_total = empty
-    if len(treats) and len(outs):
+    # uplift compares rates of a 0/1 outcome; a regressor's campaign has none
+    # (and uplift_table would reject its outcomes, failing the whole picture)
+    binary = len(outs) > 0 and bool(outs["value"].isin((0.0, 1.0)).all())
+    if len(treats) and binary:
         up = uplift_table(
             treats,
             outs,
