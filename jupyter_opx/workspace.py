@@ -9,6 +9,9 @@ Resolution order (see DESIGN.md, "The store"):
 
 ``.opx/config.toml`` may set ``database`` (an SQLAlchemy URL, default SQLite
 ``opx.db`` in WAL mode), ``artifacts`` (an fsspec URL, default ``blobs/``) and
+``alerts`` (alert rules kept in the file: ``[[alerts]]`` tables with ``model``,
+``rule`` and optional ``min_n``, ``window``, ``webhook``, ``trigger_job``; they
+are added to the store when alerts are evaluated) and
 ``trusted_types`` (model types trusted at load time, beside scikit-learn's,
 numpy's and scipy's).
 """
@@ -35,7 +38,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 STORE_DIRNAME = ".opx"
 CONFIG_NAME = "config.toml"
-_KNOWN_KEYS = {"database", "artifacts", "trusted_types"}
+_KNOWN_KEYS = {"database", "artifacts", "trusted_types", "alerts"}
 
 
 def find_store_dir(start: str | os.PathLike[str] | None = None) -> Path:
@@ -71,6 +74,15 @@ def _read_config(path: Path) -> dict[str, Any]:
     trusted = config.get("trusted_types", [])
     if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
         raise ValidationError(f"{path}: trusted_types must be a list of strings")
+    rules = config.get("alerts", [])
+    if not isinstance(rules, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("model"), str) and isinstance(r.get("rule"), str)
+        for r in rules
+    ):
+        raise ValidationError(
+            f"{path}: alerts must be a list of tables with model and rule, e.g. "
+            '[[alerts]] model = "churn"  rule = "auc < 0.7"  min_n = 500'
+        )
     for key in ("database", "artifacts"):
         if key in config and not isinstance(config[key], str):
             raise ValidationError(f"{path}: {key} must be a string (a URL)")

@@ -505,3 +505,26 @@ def test_cli_help_lists_the_metrics(capsys):
     out = capsys.readouterr().out
     for metric in ("auc", "drifted_share", "psi:FEATURE", "freshness_hours", "uplift", "kept"):
         assert metric in out
+
+
+def test_rules_from_config_toml_are_added_once(tmp_path, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    import jupyter_opx as opx
+    from jupyter_opx.monitoring import alerts as alerts_mod
+
+    store_dir = tmp_path / ".opx"
+    monkeypatch.setenv("OPX_HOME", str(store_dir))
+    opx.snapshot("cfg", data={"train": pd.DataFrame({"x": np.arange(100.0)})})
+    (store_dir / "config.toml").write_text(
+        '[[alerts]]\nmodel = "cfg"\nrule = "predictions < 5"\nmin_n = 0\n'
+    )
+    ws = opx.current_workspace()
+    alerts_mod.evaluate(ws)
+    alerts_mod.evaluate(ws)
+    rules = opx.alerts("cfg")
+    assert [r.expr for r in rules] == ["predictions < 5"]
+    (store_dir / "config.toml").write_text('[[alerts]]\nmodel = "cfg"\nrule = "nonsense"\n')
+    result = alerts_mod.evaluate(ws)
+    assert "config.toml" in result.errors

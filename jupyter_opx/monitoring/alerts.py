@@ -54,7 +54,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from ..exceptions import NotFoundError, ValidationError
+from ..exceptions import NotFoundError, OpxError, ValidationError
 from ..store import schema
 from ..store.db import Database, as_utc, utcnow
 from ..workspace import Workspace
@@ -230,6 +230,36 @@ def has_rules(ws: Workspace, model: str | None = None) -> bool:
 
 
 # -- evaluation ------------------------------------------------------------------------
+def sync_config(ws: Workspace) -> list[Rule]:
+    """Add the rules listed under ``[[alerts]]`` in ``.opx/config.toml`` (once each).
+
+    A rule identical to a stored one is not added again, so this is safe to
+    run before every evaluation; removing a rule from the file does not delete
+    it from the store (``opx alert remove ID`` does).
+    """
+    from ..workspace import _read_config
+
+    added = []
+    for entry in _read_config(ws.root / "config.toml").get("alerts", []):
+        unknown = set(entry) - {"model", "rule", "min_n", "window", "webhook", "trigger_job"}
+        if unknown:
+            raise ValidationError(
+                f"config.toml [[alerts]]: unknown key(s) {', '.join(sorted(unknown))}"
+            )
+        added.append(
+            add_rule(
+                ws,
+                entry["model"],
+                entry["rule"],
+                min_n=int(entry.get("min_n", 0)),
+                window=str(entry.get("window", "1d")),
+                webhook=entry.get("webhook"),
+                trigger_job=entry.get("trigger_job"),
+            )
+        )
+    return added
+
+
 def evaluate(ws: Workspace, model: str | None = None, now: datetime | None = None) -> ChangeList:
     """Evaluate every enabled rule (of ``model``) now; returns the state changes.
 
@@ -242,6 +272,10 @@ def evaluate(ws: Workspace, model: str | None = None, now: datetime | None = Non
     out = ChangeList()
     if not ws.exists:
         return out
+    try:
+        sync_config(ws)
+    except OpxError as exc:  # a bad entry in the file must not silence the stored rules
+        out.errors["config.toml"] = exc.message
     query = select(A).where(A.c.enabled == 1).order_by(A.c.id)
     if model is not None:
         from ..snapshots.catalog import get_snapshot
