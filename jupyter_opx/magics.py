@@ -23,6 +23,11 @@ saved file, found through the kernel's session; give ``--notebook PATH`` when
 the kernel does not know it) with the same options as ``opx job create``;
 ``%opx job run NAME [-p k=v ...] [--wait]``, ``%opx job runs [NAME]`` (or
 ``%opx runs``), ``%opx job logs ID``, ``%opx job show NAME`` and ``%opx jobs``.
+
+Feedback: ``%opx feedback MODEL [--window 1d]`` shows the live dashboard
+(:class:`~jupyter_opx.widgets.FeedbackDashboard`): KPI tiles, charts over
+time, drift table and alerts, updated within a second of new events without
+re-running the cell, until the dashboard is closed.
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ HELP = """\
 %opx job run NAME [-p NAME=VALUE ...] [--wait]   start a run (--wait: run here, show the end)
 %opx job runs [NAME]   (or %opx runs [NAME])     runs, newest first
 %opx job logs ID                                 a run's log so far
-%opx job show NAME  /  %opx jobs                 one job  /  all jobs"""
+%opx job show NAME  /  %opx jobs                 one job  /  all jobs
+%opx feedback MODEL [--window 1d]                live dashboard: volume, AUC, drift, uplift …"""
 
 
 class OpxUsageError(UsageError):
@@ -398,6 +404,26 @@ class OpxMagics(Magics):
 
         _parser("jobs").parse_args(argv)
         _show(api.list_jobs())
+
+    # -- feedback --------------------------------------------------------------------
+    def _cmd_feedback(self, argv: list[str], cell: str | None) -> None:
+        """``%opx feedback MODEL [--window 1d]``: display the live feedback dashboard."""
+        from . import api
+        from .widgets import FeedbackDashboard
+
+        args = _parser(
+            "feedback",
+            (("model",), {}),
+            (("--window",), {"default": "1d", "metavar": "1h|1d|1w|N"}),
+            (("--interval",), {"type": float, "default": 0.25, "metavar": "SECONDS"}),
+        ).parse_args(argv)
+        dashboard = FeedbackDashboard(
+            args.model,
+            window=args.window,
+            workspace=api.current_workspace(),
+            interval=args.interval,
+        )
+        display(dashboard)
 
 
 def register(ipython: Any) -> None:

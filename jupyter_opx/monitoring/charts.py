@@ -46,7 +46,8 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
         lo, hi = lo - pad, hi + pad
     raw = (hi - lo) / max(count - 1, 1)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw - 1e-12 * mag)
+    # a little under ``raw`` is fine: 0.5 to 1.0 reads better in steps of 0.1 than 0.2
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= 0.75 * raw)
     first = math.floor(lo / step + 1e-9) * step
     ticks, k = [], 0
     while True:
@@ -173,10 +174,17 @@ def _x_axis(f: _Frame, xs: list[float], labels: list[str], label: str) -> list[s
         f'<line x1="{f.x0}" x2="{f.x1}" y1="{f.y1}" y2="{f.y1}" stroke="currentColor" '
         f'stroke-opacity="0.5"/>'
     ]
-    widest = max((len(s) for s in labels), default=1)
-    for i in _pick_ticks(len(labels), min(8, int((f.x1 - f.x0) // (6.5 * widest + 14)))):
+    char = 7.0  # a generous average glyph width at 11px, so labels never collide
+    widest = char * max((len(s) for s in labels), default=1)
+    picks = _pick_ticks(len(labels), min(8, int((f.x1 - f.x0) // (widest + 14))))
+    if len(picks) > 2 and xs[picks[-1]] - xs[picks[-2]] < widest + 8:
+        del picks[-2]  # the last window keeps its label; its neighbour gives way
+    for i in picks:
+        half = char * len(labels[i]) / 2
+        anchor = "end" if xs[i] + half > f.width - 2 else "middle"
+        x = f.width - 2 if anchor == "end" else xs[i]
         out.append(
-            f'<text x="{xs[i]:.1f}" y="{f.y1 + 16}" font-size="11" text-anchor="middle" '
+            f'<text x="{x:.1f}" y="{f.y1 + 16}" font-size="11" text-anchor="{anchor}" '
             f'fill="currentColor">{_e(labels[i])}</text>'
         )
     out.append(
@@ -243,6 +251,7 @@ def _runs(values: list[float | None]) -> list[list[int]]:
 def _extent(
     columns: Sequence[Sequence[float | None]], floor: float | None, ceiling: float | None
 ) -> tuple[float, float, bool]:
+    """The value range to show: the data's, widened to ``floor`` / ``ceiling``."""
     present = [v for col in columns for v in col if v is not None]
     lo = min(present) if present else 0.0
     hi = max(present) if present else 1.0
@@ -317,7 +326,8 @@ def line_chart(
             raise ValueError(f"{name}: {length} values for {len(labels)} windows")
     f = _Frame(width, height, left=62, top=48, right=16, bottom=44)
     guide_values: list[float | None] = [g[0] for g in guides]
-    lo, hi, has_data = _extent([*cols.values(), low, high, guide_values], *y_range)
+    lo, hi, _ = _extent([*cols.values(), low, high, guide_values], *y_range)
+    has_data = any(v is not None for col in cols.values() for v in col)
     ticks = nice_ticks(lo, hi)
     f.scale(ticks[0], ticks[-1])
     n = len(labels)
@@ -412,7 +422,8 @@ def bar_chart(
     left = min(220, 24 + 7 * max((len(s) for s in names), default=4))
     height = 48 + 24 * max(len(names), 1) + 40
     f = _Frame(width, height, left=left, top=44, right=56, bottom=40)
-    lo, hi, has_data = _extent([vals, [g[0] for g in guides]], 0.0, None)
+    lo, hi, _ = _extent([vals, [g[0] for g in guides]], 0.0, None)
+    has_data = any(v is not None for v in vals)
     ticks = nice_ticks(min(lo, 0.0), hi)
     lo, hi = ticks[0], ticks[-1]
     span = hi - lo
@@ -507,7 +518,8 @@ def grouped_bar_chart(
             raise ValueError(f"{name}: {len(col)} values for {len(labels)} groups")
     f = _Frame(width, height, left=62, top=48, right=16, bottom=44)
     extra = [c for pair in errs.values() for c in pair]
-    lo, hi, has_data = _extent([*cols.values(), *extra], *y_range)
+    lo, hi, _ = _extent([*cols.values(), *extra], *y_range)
+    has_data = any(v is not None for col in cols.values() for v in col)
     ticks = nice_ticks(lo, hi)
     f.scale(ticks[0], ticks[-1])
     n, k = len(labels), max(len(cols), 1)
