@@ -31,7 +31,8 @@ from tornado.web import RequestHandler
 import jupyter_opx as opx
 from jupyter_opx.jobs.lease import holder_of
 from jupyter_opx.server.app import make_app, serve_until_stopped
-from jupyter_opx.server.handlers import OpxHandler, StreamHandler
+from jupyter_opx.server.handlers import OpxHandler
+from jupyter_opx.server.stream import StreamHandler
 from jupyter_opx.tokens import create_token
 from jupyter_opx.workspace import Workspace, get_workspace
 
@@ -338,7 +339,7 @@ def test_every_route_but_health_requires_auth(server, tokens) -> None:
                     method, url, params={"token": tokens["admin"]}, data=b"[]", timeout=10
                 )
                 assert r.status_code == 401
-    assert protected == 3  # POST feedback, GET feedback, GET stream
+    assert protected == 24  # every method of every route in app.ROUTES but GET /health
 
 
 def test_revoked_token_is_refused(server, tokens, ws) -> None:
@@ -584,12 +585,24 @@ def test_extension_leaves_the_scheduler_off_by_default(tmp_path, caplog) -> None
 
     from jupyter_opx.server.extension import OpxServer, _load_jupyter_server_extension
 
+    class FakeWebApp:
+        def __init__(self) -> None:
+            self.settings: dict[str, Any] = {}
+            self.rules: list[Any] = []
+
+        def add_handlers(self, host: str, rules: list[Any]) -> None:
+            self.rules = rules
+
     class FakeServerApp(Configurable):
         log = logging.getLogger("fake-serverapp")
         root_dir = str(tmp_path)
+        base_url = "/"
+        web_app = FakeWebApp()
 
     with caplog.at_level(logging.INFO, "fake-serverapp"):
         _load_jupyter_server_extension(FakeServerApp(config=Config()))
+    FakeServerApp.web_app.settings["opx"].close()
+    assert FakeServerApp.web_app.rules  # the REST API is mounted all the same
     assert "scheduler off" in caplog.text
     assert not (tmp_path / ".opx").exists()
     settings = OpxServer(config=Config({"OpxServer": {"scheduler_concurrency": 5}}))

@@ -308,6 +308,22 @@ def list_runs(
         return RunList(_to_run(r) for r in conn.execute(query))
 
 
+def count_runs(ws: Workspace, job_name: str | None = None, *, status: str | None = None) -> int:
+    """How many runs :func:`list_runs` would list without a limit (a page's total)."""
+    if not ws.exists:
+        return 0
+    query = select(func.count()).select_from(R)
+    if job_name is not None:
+        get_job(ws, job_name)
+        query = query.where(R.c.job_name == job_name)
+    if status is not None:
+        if status not in STATUSES:
+            raise ValidationError(f"status must be one of {', '.join(STATUSES)}")
+        query = query.where(R.c.status == status)
+    with ws.db.transaction() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
 def set_fields(ws: Workspace, run_id: int, change: str | None = None, **values: Any) -> None:
     """Update columns of a run (and bump the change sequence when ``change`` is given)."""
 

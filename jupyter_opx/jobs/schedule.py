@@ -48,6 +48,16 @@ def next_fire(expr: str, tz: str, after: datetime) -> datetime:
     return nxt.astimezone(timezone.utc)
 
 
+def upcoming(expr: str, tz: str, count: int = 3, after: datetime | None = None) -> list[datetime]:
+    """The next ``count`` fire times after ``after`` (default now), as aware UTC datetimes."""
+    at = after or datetime.now(timezone.utc)
+    out: list[datetime] = []
+    for _ in range(count):
+        at = next_fire(expr, tz, at)
+        out.append(at)
+    return out
+
+
 def latest_fire(expr: str, tz: str, at_or_before: datetime) -> datetime:
     """The last fire time at or before ``at_or_before`` (aware UTC)."""
     from croniter import croniter

@@ -1,16 +1,36 @@
 """The route table, :func:`make_app` and the ``opx serve`` loop.
 
-:func:`routes` is the one list of handlers. ``opx serve`` mounts it at
+:data:`ROUTES` is the one list of handlers, written as OpenAPI path templates
+(``api/openapi.yaml`` describes exactly these). ``opx serve`` mounts it at
 ``/api`` with :class:`~.auth.TokenAuth`; the Jupyter server extension mounts
-the same list under ``/opx/api`` with an auth object that checks Jupyter's
-login. Routes (relative to the base path):
+the same list under ``/opx/api`` with :class:`~.auth.JupyterAuth` (Jupyter's
+login). Token scopes: ``read`` for every GET, ``feedback:write`` to post
+events, ``admin`` for the other writes (promote, jobs, runs). Routes
+(relative to the base path; ``{ref}`` and ``{model}`` URL-encoded):
 
-=======  ===========================================  ==================
-GET      ``/health``                                  public
-POST     ``/feedback/{model}/{kind}``                 ``feedback:write``
-GET      ``/feedback/{model}?window=1d``              ``read``
-GET      ``/stream`` (server-sent events)             ``read``
-=======  ===========================================  ==================
+=======  ====================================  =======================================
+GET      ``/health``                           public, ``opx serve`` only
+GET      ``/version``                          the server's jupyter_opx version
+GET      ``/snapshots``                        ``?name=&limit=&offset=``
+GET      ``/snapshots/{ref}``                  ``churn``, ``churn%2F3``, ``churn@production``
+POST     ``/snapshots/{ref}/promote``          ``{"alias": "production"}``
+GET      ``/snapshots/{name}/history``         alias moves
+GET      ``/diff?a=&b=``                       two refs
+GET      ``/jobs``, POST ``/jobs``             list; create from a notebook path
+GET      ``/jobs/{name}``, PATCH               show; update (new version)
+POST     ``/jobs/{name}/enable|disable``       schedule on/off
+POST     ``/jobs/{name}/runs``                 run now (202)
+GET      ``/notebook-params?path=``            a notebook's typed parameters
+GET      ``/schedule-preview?cron=&tz=``       cron in words, next fire times
+GET      ``/runs``, ``/runs/{id}``             ``?job=&status=``; one run
+GET      ``/runs/{id}/logs?after=``            log entries after a sequence number
+POST     ``/runs/{id}/cancel``                 cancel
+GET      ``/runs/{id}/output``                 the output notebook as HTML
+POST     ``/feedback/{model}/{kind}``          ingest events (``feedback:write``)
+GET      ``/feedback/{model}?window=1d``       metrics per window
+GET      ``/alerts?model=``                    alert rules and states
+GET      ``/stream``                           server-sent events of the change sequence
+=======  ====================================  =======================================
 """
 
 from __future__ import annotations
@@ -25,6 +45,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tornado.httpserver import HTTPServer
@@ -33,9 +54,10 @@ from tornado.web import Application, RequestHandler
 
 from ..exceptions import ConflictError
 from ..workspace import Workspace
+from . import feedback, jobs, runs, snapshots
 from . import handlers as h
 from .auth import Auth, TokenAuth
-from .stream import ChangeFeed
+from .stream import ChangeFeed, StreamHandler
 
 DEFAULT_MAX_BODY = 64 * 2**20
 access_log = logging.getLogger("tornado.access")
@@ -50,6 +72,8 @@ class ServerContext:
     ----------
     max_body : int
         Largest accepted request body in bytes (after gzip decoding too).
+    root_dir : Path
+        The folder notebook paths of requests are relative to (and confined in).
     busy : int
         Core calls running on the worker threads now (a clean shutdown waits for them).
     """
@@ -58,6 +82,7 @@ class ServerContext:
     auth: Auth
     executor: ThreadPoolExecutor
     max_body: int = DEFAULT_MAX_BODY
+    root_dir: Path = field(default_factory=Path.cwd)
     feed: ChangeFeed = field(init=False)
     busy: int = 0
 
@@ -70,16 +95,58 @@ class ServerContext:
         self.executor.shutdown(wait=True)
 
 
-def routes(ctx: ServerContext, base_path: str = "/api") -> list[tuple[str, type, dict[str, Any]]]:
-    """The handlers, as tornado rules under ``base_path``."""
+#: ``(path template, handler, extra initialize arguments)``, in matching order
+ROUTES: list[tuple[str, type[h.OpxHandler], dict[str, Any]]] = [
+    ("/health", h.HealthHandler, {}),
+    ("/version", h.VersionHandler, {}),
+    ("/snapshots", snapshots.SnapshotsHandler, {}),
+    ("/snapshots/{ref}", snapshots.SnapshotHandler, {}),
+    ("/snapshots/{ref}/promote", snapshots.PromoteHandler, {}),
+    ("/snapshots/{name}/history", snapshots.AliasHistoryHandler, {}),
+    ("/diff", snapshots.DiffHandler, {}),
+    ("/jobs", jobs.JobsHandler, {}),
+    ("/jobs/{name}", jobs.JobHandler, {}),
+    ("/jobs/{name}/enable", jobs.JobStateHandler, {"enabled": True}),
+    ("/jobs/{name}/disable", jobs.JobStateHandler, {"enabled": False}),
+    ("/jobs/{name}/runs", jobs.RunNowHandler, {}),
+    ("/notebook-params", jobs.NotebookParamsHandler, {}),
+    ("/schedule-preview", jobs.SchedulePreviewHandler, {}),
+    ("/runs", runs.RunsHandler, {}),
+    ("/runs/{run_id}", runs.RunHandler, {}),
+    ("/runs/{run_id}/logs", runs.RunLogsHandler, {}),
+    ("/runs/{run_id}/cancel", runs.CancelRunHandler, {}),
+    ("/runs/{run_id}/output", runs.RunOutputHandler, {}),
+    ("/feedback/{model}/{kind}", feedback.IngestHandler, {}),
+    ("/feedback/{model}", feedback.FeedbackHandler, {}),
+    ("/alerts", feedback.AlertsHandler, {}),
+    ("/stream", StreamHandler, {}),
+]
+_PARAM = re.compile(r"\\{(\w+)\\}")
+
+
+def path_regex(template: str) -> str:
+    """A tornado path pattern for an OpenAPI path template (a parameter is one segment)."""
+    return _PARAM.sub(r"(?P<\1>[^/]+)", re.escape(template)) + "$"
+
+
+def routes(
+    ctx: ServerContext, base_path: str = "/api", public: bool = True
+) -> list[tuple[str, type, dict[str, Any]]]:
+    """The handlers, as tornado rules under ``base_path``.
+
+    ``public=False`` leaves out the one unauthenticated route (``/health``) and
+    ends the list with an authenticated JSON 404 for the rest of ``base_path``;
+    the Jupyter server extension mounts it so.
+    """
     base = re.escape(base_path.rstrip("/"))
-    kwargs = {"ctx": ctx}
-    return [
-        (rf"{base}/health", h.HealthHandler, kwargs),
-        (rf"{base}/feedback/(?P<model>[^/]+)/(?P<kind>[^/]+)", h.IngestHandler, kwargs),
-        (rf"{base}/feedback/(?P<model>[^/]+)", h.FeedbackHandler, kwargs),
-        (rf"{base}/stream", h.StreamHandler, kwargs),
+    rules: list[tuple[str, type, dict[str, Any]]] = [
+        (base + path_regex(template), handler, {"ctx": ctx, **extra})
+        for template, handler, extra in ROUTES
+        if public or handler.scope is not None
     ]
+    if not public:
+        rules.append((rf"{base}/.*", h.AuthenticatedNotFoundHandler, {"ctx": ctx}))
+    return rules
 
 
 def _log_request(handler: RequestHandler) -> None:
@@ -105,6 +172,7 @@ def make_app(
     auth: Auth | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     workers: int = 4,
+    root_dir: str | Path | None = None,
     **settings: Any,
 ) -> Application:
     """The tornado application of ``opx serve``.
@@ -121,6 +189,8 @@ def make_app(
         Largest request body in bytes; larger ones get 413.
     workers : int
         Threads running the core calls (parsing, parquet, metrics) off the event loop.
+    root_dir : path, optional
+        The folder notebook paths in requests are relative to (default: the working directory).
 
     Returns
     -------
@@ -133,6 +203,7 @@ def make_app(
         auth if auth is not None else TokenAuth(ws),
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="opx-server"),
         max_body,
+        Path(root_dir) if root_dir is not None else Path.cwd(),
     )
     return Application(
         routes(ctx, base_path),
@@ -205,4 +276,12 @@ async def serve_until_stopped(
             loop.remove_signal_handler(sig)
 
 
-__all__ = ["DEFAULT_MAX_BODY", "ServerContext", "make_app", "routes", "serve_until_stopped"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "ROUTES",
+    "ServerContext",
+    "make_app",
+    "path_regex",
+    "routes",
+    "serve_until_stopped",
+]

@@ -1,20 +1,23 @@
 """Who may call a route: a pluggable object, asked once per request.
 
-Every route but ``GET …/health`` names the scope it needs (``read``,
-``feedback:write``); the handler's ``prepare`` awaits
-``auth.authorize(handler, scope)`` before anything else happens, so a request
-without valid credentials learns nothing and sends no body to the core.
+Every route but ``opx serve``'s ``GET …/health`` names the scope it needs
+(``read`` for reading, ``feedback:write`` to post events, ``admin`` for the
+other writes); the handler's ``prepare`` awaits ``auth.authorize(handler,
+scope)`` before anything else happens, so a request without valid
+credentials learns nothing and sends no body to the core.
 
 ``opx serve`` uses :class:`TokenAuth` (``Authorization: Bearer <token>``,
 tokens made by ``opx token create``). The Jupyter server extension mounts the
-same handlers with an object that checks Jupyter's own login instead.
+same handlers with :class:`JupyterAuth`, which checks Jupyter's own login
+and asks Jupyter's authorizer, as ``@authorized`` does.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
-from ..exceptions import AuthError
+from ..exceptions import AuthError, ForbiddenError
 from ..workspace import Workspace
 
 if TYPE_CHECKING:
@@ -69,4 +72,37 @@ class TokenAuth(Auth):
         return await handler.run_blocking(verify_token, self.ws, secret, scope)
 
 
-__all__ = ["Auth", "TokenAuth", "bearer_token"]
+class JupyterAuth(Auth):
+    """Jupyter's authentication and authorization, for handlers mounted in a Jupyter server.
+
+    The user is the one Jupyter's identity provider found in the handler's
+    ``prepare`` (token, cookie or whatever the deployment configured): none
+    is a 403, as for Jupyter's own API. Jupyter's authorizer then decides
+    ``read`` (scope ``read``) or ``write`` (any other scope) on the resource
+    :attr:`resource`, so a deployment's authorizer can make the panel read-only.
+    """
+
+    resource = "opx"
+
+    async def authorize(self, handler: OpxHandler, scope: str) -> Any:
+        user = getattr(handler, "current_user", None)
+        if not user:
+            raise ForbiddenError(
+                "not logged in to Jupyter: open JupyterLab and log in, or send "
+                "'Authorization: token <jupyter server token>'",
+                needed=scope,
+            )
+        action = "read" if scope == "read" else "write"
+        allowed = handler.authorizer.is_authorized(handler, user, action, self.resource)  # type: ignore[attr-defined]
+        if inspect.isawaitable(allowed):
+            allowed = await allowed
+        if not allowed:
+            raise ForbiddenError(
+                f"user {getattr(user, 'username', user)!r} may not {action} {self.resource} "
+                "on this Jupyter server (its authorizer refused)",
+                needed=scope,
+            )
+        return user
+
+
+__all__ = ["Auth", "JupyterAuth", "TokenAuth", "bearer_token"]

@@ -1,4 +1,5 @@
-"""The change feed behind ``GET …/stream``: one poller per server, shared by every stream.
+"""``GET …/stream``: server-sent events of the store's change sequence, and the one
+change feed per server that every open stream shares.
 
 The store's change sequence (:meth:`Workspace.change_seq`) grows with every
 visible write, whichever process made it (a notebook, a job, another server),
@@ -12,9 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import Executor
+from typing import TYPE_CHECKING
+
+from tornado.ioloop import IOLoop
+from tornado.iostream import StreamClosedError
+
+from .handlers import OpxHandler
+
+if TYPE_CHECKING:
+    from .app import ServerContext
 
 log = logging.getLogger("jupyter_opx.server")
 
@@ -91,4 +102,56 @@ class ChangeFeed:
                 fut.set_result(None)
 
 
-__all__ = ["ChangeFeed"]
+class StreamHandler(OpxHandler):
+    """``GET /stream``: server-sent events carrying the store's change sequence.
+
+    Sends ``event: change`` with ``data: {"seq": N}`` at once (the current
+    sequence) and then whenever it moves, and a comment line every
+    :attr:`heartbeat` seconds so proxies keep the connection open.
+    """
+
+    scope = "read"
+    allow_query_token = True
+    heartbeat = 15.0
+
+    def initialize(self, ctx: ServerContext) -> None:
+        super().initialize(ctx)
+        self._gone = False
+
+    async def get(self) -> None:
+        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # no buffering in nginx
+        feed = self.ctx.feed
+        loop = IOLoop.current()
+        try:
+            seq = await feed.current()
+            await self._send(f"retry: 1000\n{self._event(seq)}")
+            beat = loop.time() + self.heartbeat
+            while not self._gone:
+                left = beat - loop.time()
+                if left <= 0:
+                    await self._send(": heartbeat\n\n")
+                    beat = loop.time() + self.heartbeat
+                    continue
+                # wake at least once a second to notice a closed connection
+                new = await feed.wait(seq, min(left, 1.0))
+                if new != seq:
+                    seq = new
+                    await self._send(self._event(seq))
+        except StreamClosedError:
+            pass
+
+    @staticmethod
+    def _event(seq: int) -> str:
+        return f"id: {seq}\nevent: change\ndata: {json.dumps({'seq': seq})}\n\n"
+
+    async def _send(self, text: str) -> None:
+        self.write(text)
+        await self.flush()
+
+    def on_connection_close(self) -> None:
+        self._gone = True
+
+
+__all__ = ["ChangeFeed", "StreamHandler"]

@@ -6,7 +6,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 
 from ..exceptions import NotFoundError, SerializationError, ValidationError
 from ..store import schema
@@ -167,9 +167,9 @@ def get_snapshot(ws: Workspace, ref: str | Ref) -> Snapshot:
 
 
 def list_snapshots(
-    ws: Workspace, name: str | None = None, limit: int | None = None
+    ws: Workspace, name: str | None = None, limit: int | None = None, offset: int = 0
 ) -> SnapshotList:
-    """Snapshots, newest first, optionally of one name."""
+    """Snapshots, newest first, optionally of one name (a page of them with ``limit``)."""
     if not ws.exists:
         return SnapshotList()
     with ws.db.transaction() as conn:
@@ -178,8 +178,20 @@ def list_snapshots(
             _require_name(conn, parse_ref(name).name)
             query = query.where(S.c.name == parse_ref(name).name)
         if limit is not None:
-            query = query.limit(limit)
+            query = query.limit(limit).offset(offset)
         return SnapshotList(_to_snapshot(ws, conn, row) for row in conn.execute(query).all())
+
+
+def count_snapshots(ws: Workspace, name: str | None = None) -> int:
+    """How many snapshots there are (of ``name`` if given): the total of a paged listing."""
+    if not ws.exists:
+        return 0
+    with ws.db.transaction() as conn:
+        query = select(func.count()).select_from(S)
+        if name is not None:
+            _require_name(conn, parse_ref(name).name)
+            query = query.where(S.c.name == parse_ref(name).name)
+        return int(conn.execute(query).scalar() or 0)
 
 
 def promote(ws: Workspace, ref: str | Ref, alias: str) -> AliasEvent:
