@@ -444,10 +444,23 @@ def cmd_run_output(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    workdir = Path(args.workspace or "demo-workspace")
-    workdir.mkdir(parents=True, exist_ok=True)
-    run_demo(workdir, rows=args.rows)
+    run_demo(
+        Path(args.workspace or "demo-workspace"),
+        days=args.days,
+        customers=args.customers,
+        seed=args.seed,
+        price_change_day=args.price_change_day,
+        delay=args.outcome_delay,
+    )
     return 0
+
+
+def _day_range(text: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    try:
+        return (int(lo), int(hi if sep else lo))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write MIN-MAX days, e.g. 7-14") from None
 
 
 # -- parser --------------------------------------------------------------------------
@@ -501,8 +514,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "where the store is and what it holds")
     json_flag(p)
 
-    p = add("demo", cmd_demo, "run the demo end to end in a fresh folder")
-    p.add_argument("--rows", type=int, default=5000, help="customers to generate")
+    p = add(
+        "demo",
+        cmd_demo,
+        "the churn example end to end in simulated days: train, daily scoring job, "
+        "feedback, drift alert, retraining, promotion, report (in --workspace DIR, "
+        "default demo-workspace)",
+    )
+    p.add_argument("--days", type=int, default=30, help="simulated days (default 30)")
+    p.add_argument(
+        "--customers",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="customers scored per day (default 2000)",
+    )
+    p.add_argument(
+        "--price-change-day",
+        type=int,
+        default=None,
+        metavar="DAY",
+        help="the day prices rise 15%% (default: the middle; >= --days: never)",
+    )
+    p.add_argument(
+        "--outcome-delay",
+        type=_day_range,
+        default=(7, 14),
+        metavar="MIN-MAX",
+        help="days until a customer's outcome is known (default 7-14)",
+    )
+    p.add_argument("--seed", type=int, default=7, help="seed of the simulated world")
 
     # jobs: `opx job VERB`, `opx jobs`, `opx runs`, `opx run VERB`
     job = add("job", _needs_verb, "create, change and run notebook jobs (opx job -h)")

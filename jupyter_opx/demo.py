@@ -1,24 +1,50 @@
-"""The demo behind ``opx demo``: a snapshot round trip on generated churn data.
+"""The churn example: the model recipe and store helpers its notebooks share.
 
-Until the full churn example lands (simulated days of scoring jobs, feedback
-and retraining), the demo shows the foundation end to end: train a
-scikit-learn pipeline, snapshot it with its data, promote it, snapshot a
-retrained version after a price change, diff the two, reload the production
-model from the store and check it predicts exactly as the one in memory, and
-verify every stored blob.
+The notebooks in ``notebooks/`` (train, score, monitor, retrain) and
+``opx demo`` (:mod:`jupyter_opx.demo_loop`) build on these:
+
+- :func:`train_model`: the scikit-learn pipeline every churn model uses;
+- :func:`baseline_if_missing`: a tiny, clearly labelled baseline model when a
+  notebook runs on a store with no ``churn`` model yet (a fresh store, as in
+  the test suite), so that every notebook runs on its own;
+- :func:`labelled_feedback`: production predictions joined to the outcomes
+  that arrived later, with the features the model saw and the arm each
+  customer was in — the training data of a retrained challenger;
+- :func:`simulate_feedback`: a few simulated production days logged in this
+  process (what the scoring job does), for the monitoring notebook on a store
+  without feedback;
+- :func:`churn_customers`: one static labelled table (the quickstart's data).
+
+The data come from the simulator, :mod:`jupyter_opx.simulate`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import os
 from pathlib import Path
 from typing import Any
 
-from .workspace import STORE_DIRNAME, Workspace
+from .simulate import CONTRACTS, FEATURES, PAYMENTS
+from .workspace import Workspace, get_workspace
 
-CONTRACTS = ("month-to-month", "one-year", "two-year")
-PAYMENTS = ("card", "bank-transfer", "electronic-check", "mailed-check")
+__all__ = [
+    "CONTRACTS",
+    "FEATURES",
+    "PAYMENTS",
+    "baseline_if_missing",
+    "churn_customers",
+    "labelled_feedback",
+    "notebooks_dir",
+    "run_demo",
+    "simulate_feedback",
+    "train_model",
+]
+
+MODEL = "churn"
+
+
+def _ws(workspace: str | os.PathLike[str] | Workspace | None) -> Workspace:
+    return workspace if isinstance(workspace, Workspace) else get_workspace(workspace)
 
 
 def churn_customers(n: int = 5000, seed: int = 7, price_change: float = 0.0) -> Any:
@@ -26,7 +52,9 @@ def churn_customers(n: int = 5000, seed: int = 7, price_change: float = 0.0) -> 
 
     Churn is driven by tenure, monthly charges, contract type, payment method,
     support calls and the usage trend; ``price_change`` (e.g. 0.15) raises the
-    monthly charges, which shifts the data and the churn rate.
+    monthly charges, which shifts the data and the churn rate. (One static
+    table; the day-by-day world with delayed outcomes and an email campaign is
+    :mod:`jupyter_opx.simulate`.)
     """
     import numpy as np
     import pandas as pd
@@ -62,22 +90,28 @@ def churn_customers(n: int = 5000, seed: int = 7, price_change: float = 0.0) -> 
     )
 
 
-FEATURES = [
-    "tenure",
-    "monthly_charges",
-    "contract",
-    "payment_method",
-    "support_calls",
-    "usage_trend",
-]
-
-
 def train_model(frame: Any, seed: int = 0, max_iter: int = 100) -> Any:
-    """A scikit-learn pipeline: one-hot categories + histogram gradient boosting."""
+    """A scikit-learn pipeline: one-hot categories + histogram gradient boosting.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The :data:`~jupyter_opx.simulate.FEATURES` and a 0/1 ``churned`` column.
+    seed : int
+        The booster's random state.
+    max_iter : int
+        Boosting rounds.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Fitted; ``predict_proba(X)[:, 1]`` is the churn score.
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder
+    from threadpoolctl import threadpool_limits
 
     pre = ColumnTransformer(
         [("cat", OneHotEncoder(handle_unknown="ignore"), ["contract", "payment_method"])],
@@ -90,117 +124,235 @@ def train_model(frame: Any, seed: int = 0, max_iter: int = 100) -> Any:
             ("clf", HistGradientBoostingClassifier(max_iter=max_iter, random_state=seed)),
         ]
     )
-    return model.fit(frame[FEATURES], frame["churned"])
+    # thousands of rows: one thread beats an OpenMP team, which on a busy
+    # 2-core machine spins and waits (measured 10x slower)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return model.fit(frame[FEATURES], frame["churned"])
 
 
-def run_demo(
-    workdir: str | Path, rows: int = 5000, say: Callable[[str], None] = print
-) -> dict[str, Any]:
-    """Run the snapshot round trip in ``workdir`` (its store is ``workdir/.opx``).
+def baseline_if_missing(
+    ref: str = "churn@production",
+    *,
+    rows: int = 1500,
+    seed: int = 0,
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> str | None:
+    """Make sure ``ref`` resolves: if it does not, snapshot and promote a tiny baseline.
 
-    Returns the figures it printed, for tests and callers.
+    For notebooks that need a production model but may run on a store that
+    has none (a fresh store). The baseline is trained on ``rows`` customers
+    of the simulated history and its snapshot message and tags say it is one.
+
+    Returns
+    -------
+    str or None
+        The baseline's ref when one was made, else None (``ref`` resolved).
     """
-    import numpy as np
+    from .exceptions import NotFoundError
+    from .snapshots import catalog
+
+    ws = _ws(workspace)
+    try:
+        catalog.get_snapshot(ws, ref)
+        return None
+    except NotFoundError:
+        pass
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 
-    from .snapshots import catalog
+    from .simulate import customer_history
     from .snapshots.capture import create_snapshot
-    from .snapshots.diff import diff
+    from .snapshots.refs import parse_ref
 
-    workdir = Path(workdir).resolve()
-    ws = Workspace(workdir / STORE_DIRNAME)
-    start = time.perf_counter()
-
-    def step(text: str) -> None:
-        say(f"[{time.perf_counter() - start:6.2f}s] {text}")
-
-    step(f"store: {ws.root}")
-    customers = churn_customers(rows, seed=7)
-    train, test = train_test_split(customers, test_size=0.25, random_state=0)
-    model = train_model(train)
-    auc1 = float(roc_auc_score(test["churned"], model.predict_proba(test[FEATURES])[:, 1]))
-    step(f"trained a churn pipeline on {len(train):,} customers: test AUC {auc1:.3f}")
-
-    v1 = create_snapshot(
+    parsed = parse_ref(ref)
+    history = customer_history(rows, seed=seed)
+    train, test = train_test_split(history, test_size=0.25, random_state=seed)
+    model = train_model(train, seed=seed, max_iter=30)
+    auc = float(roc_auc_score(test["churned"], model.predict_proba(test[FEATURES])[:, 1]))
+    snap = create_snapshot(
         ws,
-        "churn",
+        parsed.name,
         model=model,
         data={"train": train, "test": test},
-        metrics={"auc": auc1},
-        params={"max_iter": 100},
-        message="baseline model",
+        metrics={"auc": auc},
+        params={"rows": rows, "max_iter": 30},
+        tags={"baseline": True},
+        message=f"tiny baseline: this store had no {ref}",
     )
-    step(f"snapshot {v1.ref}: model + train/test data + reference summaries")
-    catalog.promote(ws, v1.ref, "production")
-    step(f"promoted {v1.ref} to churn@production")
+    catalog.promote(ws, snap.ref, parsed.alias or "production")
+    return snap.ref
 
-    shifted = churn_customers(rows, seed=8, price_change=0.15)
-    train2, test2 = train_test_split(shifted, test_size=0.25, random_state=0)
-    model2 = train_model(train2, max_iter=150)
-    auc2 = float(roc_auc_score(test2["churned"], model2.predict_proba(test2[FEATURES])[:, 1]))
-    v2 = create_snapshot(
-        ws,
-        "churn",
-        model=model2,
-        data={"train": train2, "test": test2},
-        metrics={"auc": auc2},
-        params={"max_iter": 150},
-        message="retrained after a 15% price change",
+
+def labelled_feedback(
+    model: str = MODEL,
+    days: float | None = None,
+    *,
+    untreated: bool = True,
+    treated_arm: str = "email",
+    horizon: str = "30D",
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> Any:
+    """Production predictions that have an outcome by now, with their features.
+
+    Each outcome is joined to the latest earlier prediction of the same
+    customer (within ``horizon``), the same join the feedback metrics use
+    (:func:`jupyter_opx.monitoring.joins.join_outcomes`).
+
+    Parameters
+    ----------
+    model : str
+        A model name or ref (its name's events are read).
+    days : float, optional
+        Only predictions of the last ``days`` days before the newest
+        prediction (simulated time works as well as real time).
+    untreated : bool
+        Drop customers who got the treatment (``treated_arm``): their outcome
+        was changed by it, so they would teach a model the wrong lesson.
+    treated_arm : str
+        The arm that acts on the outcome.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_id, ts, model_version, score, arm`` (None when not
+        targeted), the features the model saw (same names as at scoring) and
+        ``churned`` (the outcome, int), oldest first.
+    """
+    import pandas as pd
+
+    from .monitoring import store
+    from .monitoring.ingest import FEATURE_PREFIX
+    from .monitoring.joins import attach_arms, join_outcomes
+    from .snapshots.catalog import get_snapshot
+
+    ws = _ws(workspace)
+    name = get_snapshot(ws, model).name
+    preds = store.read(ws, name, "predictions")
+    outs = store.read(ws, name, "outcomes")
+    treats = store.read(ws, name, "treatments")
+    if days is not None and len(preds):
+        preds = preds[preds["ts"] > preds["ts"].max() - pd.Timedelta(days=days)]
+    features = [c for c in preds.columns if c.startswith(FEATURE_PREFIX)]
+    if len(preds) == 0 or len(outs) == 0:
+        cols = ["customer_id", "ts", "model_version", "score", "arm"]
+        cols += [c[len(FEATURE_PREFIX) :] for c in features] + ["churned"]
+        return pd.DataFrame(columns=cols)
+    joined = join_outcomes(preds, outs, horizon)
+    joined["arm"] = attach_arms(joined, treats if len(treats) else None, horizon)
+    joined = joined[joined["outcome"].notna()]
+    if untreated:
+        joined = joined[joined["arm"] != treated_arm]
+    out = pd.DataFrame(
+        {
+            "customer_id": joined["id"].to_numpy(),
+            "ts": joined["ts"].to_numpy(),
+            "model_version": joined["model_version"].to_numpy()
+            if "model_version" in joined
+            else None,
+            "score": joined["score"].to_numpy() if "score" in joined else None,
+            "arm": joined["arm"].to_numpy(),
+        }
     )
-    step(f"snapshot {v2.ref}: retrained after a 15% price change, test AUC {auc2:.3f}")
+    for c in features:
+        out[c[len(FEATURE_PREFIX) :]] = joined[c].to_numpy()
+    out["churned"] = joined["outcome"].to_numpy().astype(int)
+    return out.reset_index(drop=True)
 
-    blobs_before = _folder_bytes(ws.root / "blobs")
-    v3 = create_snapshot(
-        ws,
-        "churn",
-        model=model2,
-        data={"train": train2, "test": test2},
-        metrics={"auc": auc2},
-        params={"max_iter": 150},
-        message="same model and data again",
+
+def simulate_feedback(
+    model: str = "churn@production",
+    days: int = 6,
+    customers: int = 400,
+    *,
+    seed: int = 7,
+    price_change_day: int | None = 3,
+    threshold: float = 0.5,
+    holdout_share: float = 0.2,
+    delay: tuple[int, int] = (1, 2),
+    workspace: str | os.PathLike[str] | Workspace | None = None,
+) -> dict[str, int]:
+    """Log ``days`` simulated production days in this process (no job runs).
+
+    Each day: score the day's customers with ``model``, log the predictions
+    with their features, email the customers scoring at least ``threshold``
+    but a random ``holdout_share`` of them (the control group), log the
+    treatments, and log the outcomes known by then. It is what the scoring job
+    (``02_score_customers``) does, condensed, for a store with no feedback yet.
+
+    Returns
+    -------
+    dict
+        Counts of the events logged.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from . import api
+    from .simulate import daily_customers, date_of, outcomes_for
+
+    ws = _ws(workspace)
+    clf = api.load_model(model, workspace=ws)
+    counts = {"predictions": 0, "treatments": 0, "outcomes": 0}
+    pending = []
+    for day in range(days):
+        ts = pd.Timestamp(date_of(day), tz="UTC") + pd.Timedelta(hours=6)
+        people = daily_customers(day, customers, seed, price_change_day=price_change_day)
+        scores = clf.predict_proba(people[FEATURES])[:, 1]
+        api.log_predictions(
+            model, people["customer_id"], scores, features=people[FEATURES], ts=ts, workspace=ws
+        )
+        targeted = scores >= threshold
+        rng = np.random.default_rng([seed, day])
+        arm = np.where(rng.random(int(targeted.sum())) < holdout_share, "control", "email")
+        if len(arm):
+            api.log_treatments(model, people.loc[targeted, "customer_id"], arm, ts=ts, workspace=ws)
+        arms = np.full(len(people), None, dtype=object)
+        arms[targeted] = arm
+        pending.append(outcomes_for(people, arms, seed, delay=delay))
+        known = pd.concat(pending, ignore_index=True)
+        due = known[known["known_day"] == day]
+        if len(due):
+            api.log_outcomes(
+                model,
+                due["customer_id"],
+                due["churned"],
+                ts=ts + pd.Timedelta(hours=12),
+                workspace=ws,
+            )
+        counts["predictions"] += len(people)
+        counts["treatments"] += len(arm)
+        counts["outcomes"] += len(due)
+    return counts
+
+
+def notebooks_dir() -> Path:
+    """The folder holding the example notebooks (``01_train_churn.ipynb`` …).
+
+    ``$OPX_NOTEBOOKS`` if set, else the copy shipped inside the package, else
+    the repository's ``notebooks/`` (an editable install).
+
+    Raises
+    ------
+    NotFoundError
+        None of them holds the notebooks.
+    """
+    from .exceptions import NotFoundError
+
+    here = Path(__file__).resolve().parent
+    candidates = [Path(os.environ["OPX_NOTEBOOKS"])] if os.environ.get("OPX_NOTEBOOKS") else []
+    candidates += [here / "notebooks", here.parent / "notebooks"]
+    for folder in candidates:
+        if (folder / "02_score_customers.ipynb").is_file():
+            return folder
+    raise NotFoundError(
+        "the example notebooks were not found (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + "); set OPX_NOTEBOOKS to the folder holding 01_train_churn.ipynb …"
     )
-    grown = _folder_bytes(ws.root / "blobs") - blobs_before
-    step(
-        f"snapshot {v3.ref} of unchanged model and data: reused from "
-        f"{v3.data['train'].reused_from}, store grew by {grown} bytes"
-    )
-
-    d = diff(ws, v1.ref, v2.ref)
-    step(f"diff {v1.ref} -> {v2.ref}:")
-    for line in str(d).splitlines():
-        say("           " + line)
-
-    loaded = catalog.load_model(ws, "churn@production")
-    same = bool(
-        np.array_equal(loaded.predict_proba(test[FEATURES]), model.predict_proba(test[FEATURES]))
-    )
-    step(f"loaded churn@production from the store (hash verified): predictions identical={same}")
-    data = catalog.load_data(ws, v1.ref, "train")
-    step(f"loaded {v1.ref} train data: {data.shape[0]:,} rows, equal={data.equals(train)}")
-
-    summary = catalog.reference_summary(ws, v1)
-    assert summary is not None
-    charges = summary["features"]["monthly_charges"]
-    step(
-        "reference summary of monthly_charges: "
-        f"mean {charges['mean']:.2f}, deciles {[round(e, 1) for e in charges['bins']['edges']]}"
-    )
-    report = catalog.verify_store(ws)
-    step(f"verified {report['checked']} blobs: {len(report['corrupt'])} corrupt")
-    say("")
-    say(f"Done. Explore it with:  opx --workspace {workdir} snapshots")
-    say(f"                        opx --workspace {workdir} show churn@production")
-    say(f"                        opx --workspace {workdir} diff churn/1 churn/2")
-    return {
-        "auc": [auc1, auc2],
-        "versions": [v1.version, v2.version, v3.version],
-        "reused_from": v3.data["train"].reused_from,
-        "store_growth": grown,
-        "identical_predictions": same,
-        "corrupt": report["corrupt"],
-    }
 
 
-def _folder_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def run_demo(workdir: str | Path, **options: Any) -> dict[str, Any]:
+    """Run ``opx demo`` in ``workdir`` (see :func:`jupyter_opx.demo_loop.run_demo`)."""
+    from .demo_loop import run_demo as _run
+
+    return _run(workdir, **options)
