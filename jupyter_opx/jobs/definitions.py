@@ -11,7 +11,6 @@ Enabling/disabling is state of the job name, not of a version.
 
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +21,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from ..exceptions import ConflictError, NotFoundError, ValidationError
 from ..snapshots.capture import current_user
-from ..snapshots.records import text_table
+from ..snapshots.records import fields_html, fields_text, list_html, text_table
 from ..snapshots.refs import check_name
 from ..store import schema
 from ..store.db import Database, as_utc, utcnow
@@ -131,15 +130,10 @@ class Job:
         return rows
 
     def __str__(self) -> str:
-        return text_table(["", ""], self._rows()).split("\n", 1)[-1]
+        return fields_text(self._rows())
 
     def _repr_html_(self) -> str:
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(str(a))}</th>"
-            f"<td style='text-align:left'>{html.escape(str(b))}</td></tr>"
-            for a, b in self._rows()
-        )
-        return f"<table class='opx-job'>{body}</table>"
+        return fields_html(self._rows(), "opx-job")
 
 
 class JobList(list[Job]):
@@ -166,12 +160,7 @@ class JobList(list[Job]):
         return text_table(list(self.HEADERS), self.rows())
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in self.HEADERS)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
-            for r in self.rows()
-        )
-        return f"<table class='opx-table'><tr>{head}</tr>{body}</table>"
+        return list_html(self.HEADERS, self.rows())
 
 
 # -- settings --------------------------------------------------------------------------

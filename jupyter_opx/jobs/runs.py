@@ -7,7 +7,6 @@ bumps the store's change sequence so that live views follow it.
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from ..exceptions import ConflictError, NotFoundError, ValidationError
 from ..snapshots.capture import current_user
-from ..snapshots.records import text_table
+from ..snapshots.records import fields_html, fields_text, list_html, text_table
 from ..store import schema
 from ..store.db import Database, as_utc, utcnow
 from ..workspace import Workspace
@@ -131,18 +130,13 @@ class Run:
         return rows
 
     def __str__(self) -> str:
-        return text_table(["", ""], self._rows()).split("\n", 1)[-1]
+        return fields_text(self._rows())
 
     def _repr_html_(self) -> str:
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(str(a))}</th>"
-            f"<td style='text-align:left'>{html.escape(str(b))}</td></tr>"
-            for a, b in self._rows()
-        )
         bar = ""
         if self.status == "running" and self.cells_total:
             bar = f"<progress value='{self.cells_done}' max='{self.cells_total}'></progress>"
-        return f"<table class='opx-run'>{body}</table>{bar}"
+        return fields_html(self._rows(), "opx-run") + bar
 
 
 class RunList(list[Run]):
@@ -170,12 +164,7 @@ class RunList(list[Run]):
         return text_table(list(self.HEADERS), self.rows())
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in self.HEADERS)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-            for row in self.rows()
-        )
-        return f"<table class='opx-table'><tr>{head}</tr>{body}</table>"
+        return list_html(self.HEADERS, self.rows())
 
 
 def _to_run(row: Any) -> Run:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..snapshots.records import text_table
+from ..snapshots.records import fields_html, fields_text, list_html, text_table
 from ..store.db import as_utc
 from . import alert_metrics as M
 
@@ -79,15 +79,10 @@ class Rule:
         return rows
 
     def __str__(self) -> str:
-        return text_table(["", ""], self._rows()).split("\n", 1)[-1]
+        return fields_text(self._rows())
 
     def _repr_html_(self) -> str:
-        body = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(str(a))}</th>"
-            f"<td style='text-align:left'>{html.escape(str(b))}</td></tr>"
-            for a, b in self._rows()
-        )
-        return f"<table class='opx-alert'>{body}</table>"
+        return fields_html(self._rows(), "opx-alert")
 
 
 class RuleList(list[Rule]):
@@ -120,12 +115,7 @@ class RuleList(list[Rule]):
         return text_table(list(self.HEADERS), self.rows())
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in self.HEADERS)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-            for row in self.rows()
-        )
-        return f"<table class='opx-table'><tr>{head}</tr>{body}</table>"
+        return list_html(self.HEADERS, self.rows())
 
 
 @dataclass

@@ -33,6 +33,30 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return f"<table class='opx-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def list_html(headers: Any, rows: list[list[Any]]) -> str:
+    """A listing (one record a row) as an escaped HTML table."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table class='opx-table'><tr>{head}</tr>{body}</table>"
+
+
+def fields_html(rows: list[list[Any]], css: str) -> str:
+    """One record's ``[label, value]`` rows as an escaped two-column HTML table."""
+    body = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(str(a))}</th>"
+        f"<td style='text-align:left'>{html.escape(str(b))}</td></tr>"
+        for a, b in rows
+    )
+    return f"<table class='{css}'>{body}</table>"
+
+
+def fields_text(rows: list[list[Any]]) -> str:
+    """One record's ``[label, value]`` rows as aligned plain text."""
+    return text_table(["", ""], rows).split("\n", 1)[-1]
+
+
 def text_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A plain-text table with aligned columns."""
     cells = [[str(h) for h in headers], *[[str(c) for c in r] for r in rows]]
