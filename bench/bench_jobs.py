@@ -61,6 +61,8 @@ from idle import OtherLoad  # noqa: E402
 RESULTS = HERE / "results"
 BIN = Path(sys.executable).parent  # the venv's bin: opx, papermill
 JOB = "bench"
+#: the environment of every process started here (see ``bytecode_cache``)
+ENV: dict[str, str] = dict(os.environ)
 
 # goals from the issue
 GOAL_CLI_VS_PAPERMILL = 1.1
@@ -93,6 +95,19 @@ def write_notebook(path: Path) -> None:
     nb.cells = [new_code_cell(src) for src in CELLS]
     nb.cells[1].metadata["tags"] = ["parameters"]
     nbformat.write(nb, str(path))
+
+
+def bytecode_cache(folder: Path) -> None:
+    """Let the processes started here cache compiled bytecode in ``folder``.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (as in some sandboxes and CI images), the
+    editable ``jupyter_opx`` has no ``__pycache__`` and every ``opx`` process would
+    compile it from source, while pip compiled papermill's packages at install. A
+    private ``PYTHONPYCACHEPREFIX`` (filled by the warm-up runs) puts both sides on
+    compiled bytecode, as in an ordinary installation, without writing to the tree.
+    """
+    ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    ENV["PYTHONPYCACHEPREFIX"] = str(folder)
 
 
 # -- processes: CPU of our own tree, and cleaning up ---------------------------------------
@@ -187,7 +202,7 @@ class Scheduler:
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [str(BIN / "opx"), "scheduler", *args],
-            env={**os.environ, "OPX_HOME": str(store)},
+            env={**ENV, "OPX_HOME": str(store)},
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -269,7 +284,7 @@ class Store:
         self.root = self.dir / "store"
         self.ws = Workspace(self.root)
         self.settings = settings
-        self.env = {**os.environ, "OPX_HOME": str(self.root)}
+        self.env = {**ENV, "OPX_HOME": str(self.root)}
 
     def create_job(self, params: dict[str, Any] | None = None) -> None:
         import jupyter_opx as opx
@@ -460,10 +475,14 @@ def part_jitter(base: Path, args: argparse.Namespace, prestart: int) -> list[dic
     disturbed: list[dict[str, float]] = []
     try:
         sched.wait_active(store.ws)
-        # warm-up (untimed): a manual run (the scheduler imports papermill on its first)
+        # warm-up (untimed): a manual run; with --prestart it must take a pre-started
+        # kernel, as the scheduler imports papermill & co. only on its first such run
+        if prestart:
+            sched.wait_kernel_ready(prestart)
         wait_run(store.ws, opx.run_job(JOB, {"stamp": str(warm)}, workspace=store.ws).id)
         read_stamp(warm)
-        attempts = 0
+        attempts = skipped = 0
+        skip_budget = int(args.idle_timeout // 60)  # minutes
         while len(runs) < args.jitter_reps and attempts < args.jitter_reps + args.retries:
             # nothing may be running at the fire time: let earlier fires finish
             for r in list_runs(store.ws, JOB, limit=5):
@@ -474,14 +493,26 @@ def part_jitter(base: Path, args: argparse.Namespace, prestart: int) -> list[dic
             if prestart:
                 sched.wait_kernel_ready(prestart)
             wait_quiet(BUSY_LIMIT, args.idle_timeout)
-            fire = (int(time.time() + 5) // 60 + 1) * 60  # the next minute ≥ 5 s ahead
+            fire = (int(time.time() + 6) // 60 + 1) * 60  # the next minute ≥ 6 s ahead
             print(
                 f"bench: {label}: waiting for the fire at "
                 f"{datetime.fromtimestamp(fire):%H:%M:%S} ({fire - time.time():.0f} s)",
                 file=sys.stderr,
                 flush=True,
             )
-            time.sleep(max(0.0, fire - 3 - time.time()))
+            # the fire time cannot wait for a quiet machine: a minute that starts busy
+            # is skipped (its run still executes, unmeasured) while the budget lasts
+            time.sleep(max(0.0, fire - 4.5 - time.time()))
+            probe = TreeLoad()
+            time.sleep(1.5)
+            busy = probe.cores() or 0.0
+            if busy > BUSY_LIMIT and skipped < skip_budget:
+                skipped += 1
+                print(
+                    f"bench: {label}: busy before the fire ({busy:.2f} cores); skipping it",
+                    file=sys.stderr,
+                )
+                continue
             load = TreeLoad()
             attempts += 1
             run = None
@@ -501,8 +532,10 @@ def part_jitter(base: Path, args: argparse.Namespace, prestart: int) -> list[dic
                     time.sleep(0.05)
             done = wait_run(store.ws, run.id)
             first = read_stamp(stamp)
+            warm_used = "using a pre-started kernel" in opx.run_logs(run.id, workspace=store.ws)
             r = {
                 "jitter": first - fire,
+                "prestarted_kernel": float(warm_used),
                 "to_queue": done.created_at.timestamp() - fire,
                 "to_claim": done.started_at.timestamp() - fire,
                 "claim_to_first": first - done.started_at.timestamp(),
@@ -776,6 +809,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "jupyter_opx": __version__,
         "packages": packages,
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
     }
 
 
@@ -807,6 +841,11 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated parts among cli, prestart, batch (default: all; "
         "--jitter adds the jitter)",
     )
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="leave PYTHONDONTWRITEBYTECODE/PYTHONPYCACHEPREFIX as they are (see bytecode_cache)",
+    )
     parser.add_argument("--json", default=None, help="write results here (default: results/)")
     parser.add_argument("--no-json", action="store_true", help="write no JSON file")
     parser.add_argument("--tmp", default=None, help="parent folder of the temporary stores")
@@ -829,9 +868,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.reps < 1 or args.batch < 1 or args.jitter_reps < 1:
         parser.error("--reps, --batch and --jitter-reps must be ≥ 1")
 
+    # a SIGTERM unwinds like Ctrl-C: schedulers stopped, temporary stores removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.now(timezone.utc)
     parts: dict[str, list[dict[str, float]]] = {}
     with temp_base(args.tmp) as base:
+        if not args.no_bytecode_cache:
+            bytecode_cache(base / "pycache")
         if "cli" in only:
             print("bench: part 1, opx job run --wait against papermill", file=sys.stderr)
             parts["cli"] = part_cli(base, args)
