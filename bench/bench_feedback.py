@@ -1184,8 +1184,15 @@ def machine() -> dict[str, Any]:
         text=True,
         check=False,
     )
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "jupyter_opx"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return {
         "commit": git.stdout.strip() or None,
+        "uncommitted": [ln[3:] for ln in dirty.stdout.splitlines()],
         "cpus": os.cpu_count(),
         "cpu": cpu,
         "platform": platform.platform(),
@@ -1289,6 +1296,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--reps, --batch and --clients must be ≥ 1 and --rows ≥ 1000")
 
     started = datetime.now(timezone.utc)
+    info = machine()  # the code measured: taken before, as others may commit meanwhile
     res: dict[str, Any] = {}
     with temp_base(args.tmp) as base:
         for part in parts:
@@ -1301,11 +1309,11 @@ def main(argv: list[str] | None = None) -> int:
             }[part](base, args)
 
     rows = build_table(res, args)
-    info = machine()
     print()
+    changed = f" + uncommitted {', '.join(info['uncommitted'])}" if info["uncommitted"] else ""
     print(
         f"medians of {args.reps} reps; {info['cpus']} CPUs ({info['cpu']}); "
-        f"{started:%Y-%m-%d}; commit {info['commit']}"
+        f"{started:%Y-%m-%d}; commit {info['commit']}{changed}"
     )
     print(format_table(rows))
     if "http" in res:

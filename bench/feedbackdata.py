@@ -55,8 +55,8 @@ def current(n: int = ROWS, seed: int = SEED) -> pd.DataFrame:
     """Production features: ``n`` × 20 from another seed, four of them drifted."""
     frame = _frame(n, seed + 1)
     rng = np.random.default_rng(seed + 11)
-    frame["monthly_charges"] = np.round(frame["monthly_charges"] * 1.12, 2)
-    frame["total_charges"] = np.round(frame["total_charges"] * 1.12, 2)
+    frame["monthly_charges"] = np.round(frame["monthly_charges"] * 1.2, 2)
+    frame["total_charges"] = np.round(frame["total_charges"] * 1.2, 2)
     frame["days_since_login"] = frame["days_since_login"] * 1.5
     frame["satisfaction"] = np.clip(frame["satisfaction"] - 0.25, 1, 5)
     codes = frame["region"].cat.codes.to_numpy().copy()

@@ -18,6 +18,9 @@ jupyter_opx's internals but changes none of its files.
   in-process, from one thread and from four (``opx serve``'s worker pool).
 * ``drift``: ``drift_table`` per feature kind and ``performance_table``'s
   pieces (late-label join, windows, metrics) at ``--rows`` rows.
+* ``live``: ``opx.feedback`` right after each new batch, as the latency
+  benchmark's poller calls it: the incremental ``store.read`` of the new
+  segment, then the metrics over every event.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ def show(title: str, stages: list[tuple[str, float]], unit: str = "s") -> None:
     print(f"\n{title}")
     width = max(len(name) for name, _ in stages)
     for name, value in stages:
+        if value != value:  # NaN: a heading
+            print(f"  {name}")
+            continue
         text = f"{value:.4f}" if unit == "s" else f"{value:,.0f}"
         print(f"  {name.ljust(width)}  {text} {unit}")
 
@@ -74,11 +80,11 @@ def profile(fn: Callable[[], Any], top: int, title: str) -> None:
     print(out.getvalue())
 
 
-def new_store(base: Path, name: str) -> Path:
+def new_store(base: Path, name: str, rows: int = 1000) -> Path:
     import jupyter_opx as opx
 
     folder = Path(tempfile.mkdtemp(dir=base))
-    opx.snapshot(name, data={"train": fd.reference(1000)}, workspace=folder)
+    opx.snapshot(name, data={"train": fd.reference(rows)}, workspace=folder)
     return folder
 
 
@@ -260,7 +266,11 @@ def part_ingest(base: Path, args: argparse.Namespace) -> None:
 
     from jupyter_opx.monitoring import ingest
     from jupyter_opx.monitoring.log import log_events
-    from jupyter_opx.server.handlers import ingest_body
+
+    try:
+        from jupyter_opx.server.feedback import ingest_body
+    except ImportError:  # before the server's routes were split into modules
+        from jupyter_opx.server.handlers import ingest_body  # type: ignore[attr-defined,no-redef]
     from jupyter_opx.workspace import get_workspace
 
     bodies = ndjson_batches(40, 10_000, args.seed)
@@ -459,17 +469,151 @@ def part_drift(base: Path, args: argparse.Namespace) -> None:
     shutil.rmtree(folder)
 
 
+# -- live: opx.feedback right after a new batch ----------------------------------------------
+def part_live(base: Path, args: argparse.Namespace) -> None:
+    """``opx.feedback`` as the latency benchmark's poller runs it: after each new batch."""
+    import numpy as np
+    import pandas as pd
+
+    import jupyter_opx as opx
+    from jupyter_opx.monitoring import store
+    from jupyter_opx.monitoring.drift_table import drift_table, prediction_drift
+    from jupyter_opx.monitoring.performance import performance_table
+    from jupyter_opx.monitoring.windows import volume
+    from jupyter_opx.snapshots.catalog import get_snapshot, reference_summary
+    from jupyter_opx.workspace import get_workspace
+
+    batch, history, posts = 10_000, args.live_history, args.live_posts
+    n = history + posts * batch
+    cur = fd.current(n, args.seed + 1000)
+    score, outcome = fd.scores_outcomes(cur, args.seed)
+    ev = fd.events(n, args.seed + 1000)
+    pred_ts = pd.to_datetime(ev["pred_ts"], utc=True)
+    folder = new_store(base, "live", 100_000)
+    ws = get_workspace(folder)
+
+    def log(lo: int, hi: int) -> None:
+        opx.log_predictions(
+            "live",
+            ev["ids"][lo:hi],
+            score[lo:hi],
+            features=cur.iloc[lo:hi],
+            ts=pred_ts[lo:hi],
+            workspace=folder,
+        )
+
+    for lo in range(0, history, batch):  # one segment per batch, as over HTTP
+        log(lo, lo + batch)
+    opx.log_outcomes(
+        "live",
+        ev["ids"][:history],
+        outcome[:history],
+        ts=pd.to_datetime(ev["out_ts"][:history], utc=True),
+        workspace=folder,
+    )
+    opx.feedback("live", workspace=folder)  # the poller's first state: everything cached
+    samples: list[dict[str, float]] = []
+    for k in range(posts):
+        lo = history + k * batch
+        log(lo, lo + batch)
+        t0 = time.perf_counter()
+        preds = store.read(ws, "live", "predictions")  # reads the new segment only
+        t1 = time.perf_counter()
+        fb = opx.feedback("live", workspace=folder)  # now with every read cached
+        t2 = time.perf_counter()
+        assert fb.kpis()["predictions"] == lo + batch
+        samples.append({"rows": float(len(preds)), "read": t1 - t0, "compute": t2 - t1})
+    summary = reference_summary(ws, get_snapshot(ws, "live"))
+    assert summary is not None
+    preds = store.read(ws, "live", "predictions")
+    outs = store.read(ws, "live", "outcomes")
+    feats = preds[[c for c in preds.columns if c.startswith("f:")]].rename(columns=lambda c: c[2:])
+    vol = volume("1d", predictions=preds["ts"], outcomes=outs["ts"])
+    labels = vol["window"]
+    reps = args.reps
+    first, last = samples[0], samples[-1]
+    stages = [
+        (f"store.read after one new segment, first ({first['rows']:,.0f} rows)", first["read"]),
+        (f"store.read after one new segment, last ({last['rows']:,.0f} rows)", last["read"]),
+        ("opx.feedback with every read cached, first", first["compute"]),
+        ("opx.feedback with every read cached, last", last["compute"]),
+        (f"pieces at {len(preds):,} predictions (medians of {reps}):", float("nan")),
+        (
+            "  store.read × 3, cached (catalog queries)",
+            med(
+                lambda: [
+                    store.read(ws, "live", k) for k in ("predictions", "treatments", "outcomes")
+                ],
+                reps,
+            ),
+        ),
+        ("  volume", med(lambda: volume("1d", predictions=preds["ts"], outcomes=outs["ts"]), reps)),
+        (
+            "  performance_table",
+            med(lambda: performance_table(preds, outs, None, window="1d", windows=labels), reps),
+        ),
+        (
+            "  drift_table (20 features)",
+            med(
+                lambda: drift_table(feats, summary, ts=preds["ts"], window="1d", windows=labels),
+                reps,
+            ),
+        ),
+        (
+            "  prediction_drift",
+            med(
+                lambda: prediction_drift(
+                    preds["score"], summary, ts=preds["ts"], window="1d", windows=labels
+                ),
+                reps,
+            ),
+        ),
+        (
+            "  feature columns + rename",
+            med(
+                lambda: preds[[c for c in preds.columns if c.startswith("f:")]].rename(
+                    columns=lambda c: c[2:]
+                ),
+                reps,
+            ),
+        ),
+    ]
+    show(
+        f"opx.feedback after each new batch of {batch:,} ({history:,} history, {posts} batches)",
+        stages,
+    )
+    reads = np.array([x["read"] for x in samples])
+    computes = np.array([x["compute"] for x in samples])
+    print(
+        f"  over the {posts} batches: store.read of the new segment median "
+        f"{np.median(reads):.3f} s, "
+        f"opx.feedback (cached) median {np.median(computes):.3f} s, "
+        f"sum median {np.median(reads + computes):.3f} s, max {np.max(reads + computes):.3f} s"
+    )
+    if args.cprofile:
+        log(0, batch)  # a re-sent batch: a new segment all the same
+        profile(
+            lambda: opx.feedback("live", workspace=folder),
+            args.top,
+            f"opx.feedback after one new segment ({len(preds):,} predictions)",
+        )
+    ws.close()
+    shutil.rmtree(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--parts", default="log,ingest,drift")
+    parser.add_argument("--parts", default="log,ingest,drift,live")
     parser.add_argument("--rows", type=int, default=fd.ROWS)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=fd.SEED)
+    parser.add_argument("--live-history", type=int, default=100_000)
+    parser.add_argument("--live-posts", type=int, default=25)
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--top", type=int, default=30, help="cProfile lines shown")
     parser.add_argument("--idle-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
-    parts = {"log": part_log, "ingest": part_ingest, "drift": part_drift}
+    parts = {"log": part_log, "ingest": part_ingest, "drift": part_drift, "live": part_live}
     base = Path(tempfile.mkdtemp(prefix="opx-profile-feedback-"))
     try:
         for name in args.parts.split(","):
