@@ -153,15 +153,51 @@ def cpu_ticks(pid: int, children: bool = True) -> int:
     return own + (int(fields[13]) + int(fields[14]) if children else 0)  # cutime, cstime
 
 
+#: processes this script waits for itself (never reaped by ``reap_orphans``)
+OWN_POPEN: set[int] = set()
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants instead of letting init reap them.
+
+    A process that exits without waiting for its child (``opx job run --wait``
+    and the runner leave their killed kernel unreaped) hands that child to init,
+    and its CPU time would then count as another process's. As a subreaper this
+    script adopts and reaps such orphans (``reap_orphans``), so their CPU stays
+    in this process tree's account (``TreeLoad``). Linux only; a no-op elsewhere.
+    """
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def reap_orphans() -> int:
+    """Reap adopted zombie children (not our own Popen objects); returns how many."""
+    reaped = 0
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in OWN_POPEN:
+            continue
+        fields = _stat(int(name))
+        if fields is not None and fields[0] == "Z" and int(fields[1]) == me:
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(int(name), os.WNOHANG)[0]:
+                    reaped += 1
+    return reaped
+
+
 class TreeLoad(OtherLoad):
     """:class:`idle.OtherLoad`, not counting this script's descendants as "other".
 
     Schedulers, runners and kernels started here are part of what is measured.
-    A descendant's CPU is read from /proc while it lives and reaches its
-    parent's ``cutime`` once reaped, so the sum stays continuous.
+    A descendant's CPU is read from /proc while it lives (or lingers as a zombie)
+    and reaches its parent's ``cutime`` once reaped (ours, for orphans we adopted:
+    see ``become_subreaper``), so the sum stays continuous.
     """
 
     def _own(self) -> float:  # type: ignore[override]
+        reap_orphans()
         t = os.times()
         own = t.user + t.system + t.children_user + t.children_system
         ticks = sum(cpu_ticks(pid) for pid in descendants(os.getpid()))
@@ -208,6 +244,7 @@ class Scheduler:
             stderr=subprocess.STDOUT,
             cwd=store.parent,
         )
+        OWN_POPEN.add(self.proc.pid)
         self.seen: dict[int, str] = {}  # every descendant seen: pid → start time
 
     def remember(self) -> list[int]:
@@ -266,6 +303,9 @@ class Scheduler:
             if fields is not None and fields[19] == start and fields[0] != "Z":
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        reap_orphans()  # what we just killed was adopted by this process
+        OWN_POPEN.discard(self.proc.pid)
         self._log.close()
 
 
@@ -870,6 +910,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # a SIGTERM unwinds like Ctrl-C: schedulers stopped, temporary stores removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    become_subreaper()
     started = datetime.now(timezone.utc)
     parts: dict[str, list[dict[str, float]]] = {}
     with temp_base(args.tmp) as base:
