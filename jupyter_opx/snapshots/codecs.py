@@ -385,7 +385,14 @@ def quick_key(frame: Any, meta: dict[str, Any], rows: int = 512) -> str:
 
 
 def write_parquet(frame: Any, sink: Sink) -> None:
-    """Encode a DataFrame as parquet (pyarrow, snappy) into ``sink``."""
+    """Encode a DataFrame as parquet (pyarrow, LZ4) into ``sink``.
+
+    LZ4 rather than pyarrow's default snappy: on the benchmark's 1M-row churn table
+    it encodes and decodes faster for a few percent more bytes, and snapshots are
+    written and read far more often than their size matters. Any parquet reader
+    (pyarrow ≥ 7, DuckDB, Spark, polars) reads it; older blobs written with snappy
+    still load, parquet being self-describing.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -403,7 +410,7 @@ def write_parquet(frame: Any, sink: Sink) -> None:
     ]
     # a large buffer turns thousands of small writes into a few big ones
     with pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=8 << 20) as out:
-        pq.write_table(table, out, use_dictionary=dictionary or False)
+        pq.write_table(table, out, use_dictionary=dictionary or False, compression="lz4")
 
 
 def read_parquet(buffer: Any, meta: dict[str, Any]) -> Any:
