@@ -339,7 +339,7 @@ def test_every_route_but_health_requires_auth(server, tokens) -> None:
                     method, url, params={"token": tokens["admin"]}, data=b"[]", timeout=10
                 )
                 assert r.status_code == 401
-    assert protected == 24  # every method of every route in app.ROUTES but GET /health
+    assert protected == 25  # every method of every route in app.ROUTES but GET /health
 
 
 def test_revoked_token_is_refused(server, tokens, ws) -> None:

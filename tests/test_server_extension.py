@@ -226,6 +226,15 @@ def test_snapshots_list_show_promote_history_diff(api) -> None:
     assert r.status == 200 and r.json["metrics"] and not r.json["identical"]
 
 
+def test_models_lists_each_name_once_with_its_versions_and_aliases(api) -> None:
+    r = api("GET", "/models")
+    assert r.status == 200 and r.json["total"] == 1
+    (churn,) = r.json["items"]
+    assert (churn["name"], churn["versions"], churn["latest"]) == ("churn", 2, 2)
+    assert churn["latest_ref"] == "churn/2" and churn["aliases"]["production"] == 1
+    assert api("GET", "/models", query={"offset": 1}).json["items"] == []
+
+
 # -- jobs ----------------------------------------------------------------------------------------
 def test_jobs_list_show_create_update_enable(api) -> None:
     r = api("GET", "/jobs")
@@ -618,7 +627,7 @@ def test_every_registered_route_requires_jupyter_auth(api, jp_serverapp) -> None
     assert mounted == {h.__name__ for t, h, _ in ROUTES if t != "/health"} | {
         "AuthenticatedNotFoundHandler"
     }
-    assert checked == 26  # the 24 methods of the routes but /health, GET and POST of the 404
+    assert checked == 27  # the 25 methods of the routes but /health, GET and POST of the 404
 
 
 @pytest.mark.parametrize(

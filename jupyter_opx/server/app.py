@@ -11,6 +11,7 @@ events, ``admin`` for the other writes (promote, jobs, runs). Routes
 =======  ====================================  =======================================
 GET      ``/health``                           public, ``opx serve`` only
 GET      ``/version``                          the server's jupyter_opx version
+GET      ``/models``                           snapshot names: versions, latest, aliases
 GET      ``/snapshots``                        ``?name=&limit=&offset=``
 GET      ``/snapshots/{ref}``                  ``churn``, ``churn%2F3``, ``churn@production``
 POST     ``/snapshots/{ref}/promote``          ``{"alias": "production"}``
@@ -99,6 +100,7 @@ class ServerContext:
 ROUTES: list[tuple[str, type[h.OpxHandler], dict[str, Any]]] = [
     ("/health", h.HealthHandler, {}),
     ("/version", h.VersionHandler, {}),
+    ("/models", snapshots.ModelsHandler, {}),
     ("/snapshots", snapshots.SnapshotsHandler, {}),
     ("/snapshots/{ref}", snapshots.SnapshotHandler, {}),
     ("/snapshots/{ref}/promote", snapshots.PromoteHandler, {}),

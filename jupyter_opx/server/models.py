@@ -103,6 +103,11 @@ class ListSnapshotsQuery(Page):
 
 
 @dataclass(kw_only=True)
+class ListModelsQuery(Page):
+    pass
+
+
+@dataclass(kw_only=True)
 class AliasHistoryQuery(Page):
     alias: str | None = None
 

@@ -33,6 +33,22 @@ class SnapshotsHandler(OpxHandler):
         self.render_json(await self.run_blocking(work))
 
 
+class ModelsHandler(OpxHandler):
+    """``GET /models`` (``ListModelsQuery``): every snapshot name with its number of
+    versions, latest version and aliases, by name (``ListModelsResponse``)."""
+
+    async def get(self) -> None:
+        q = self.query(m.ListModelsQuery)
+
+        def work() -> dict[str, Any]:
+            ws = self.ctx.ws
+            total = catalog.count_models(ws)
+            items = catalog.list_models(ws, limit=q.limit, offset=q.offset)
+            return page(items, total, q)
+
+        self.render_json(await self.run_blocking(work))
+
+
 class SnapshotHandler(OpxHandler):
     """``GET /snapshots/{ref}``: one snapshot (``DescribeSnapshot``)."""
 
@@ -75,6 +91,7 @@ class DiffHandler(OpxHandler):
 __all__ = [
     "AliasHistoryHandler",
     "DiffHandler",
+    "ModelsHandler",
     "PromoteHandler",
     "SnapshotHandler",
     "SnapshotsHandler",

@@ -14,7 +14,7 @@ from ..store.db import Database, as_utc, utcnow
 from ..workspace import Workspace
 from . import codecs
 from .capture import current_user
-from .records import AliasEvent, DataInfo, Snapshot, SnapshotList
+from .records import AliasEvent, DataInfo, ModelSummary, Snapshot, SnapshotList
 from .refs import Ref, check_alias, parse_ref
 
 S = schema.snapshots
@@ -93,19 +93,67 @@ def _no_store(ref: str | Ref) -> NotFoundError:
     )
 
 
-def _to_snapshot(ws: Workspace, conn: Connection, row: Row[Any]) -> Snapshot:
-    parent = None
-    if row.parent_id is not None:
-        p = conn.execute(select(S.c.name, S.c.version).where(S.c.id == row.parent_id)).first()
-        parent = f"{p.name}/{p.version}" if p else None
+#: ids per ``IN (…)`` list (well under SQLite's and PostgreSQL's parameter limits)
+_CHUNK = 500
+
+
+def _chunks(values: list[Any]) -> list[list[Any]]:
+    return [values[i : i + _CHUNK] for i in range(0, len(values), _CHUNK)]
+
+
+def _to_snapshots(ws: Workspace, conn: Connection, rows: list[Row[Any]]) -> list[Snapshot]:
+    """Snapshots from their rows, with parents, data entries and aliases.
+
+    A fixed number of queries whatever the number of rows (a page of 500
+    snapshots is four queries, not two thousand).
+    """
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    entries: dict[int, list[Any]] = {i: [] for i in ids}
+    D = schema.snapshot_data
+    for chunk in _chunks(ids):
+        for d in conn.execute(
+            select(D).where(D.c.snapshot_id.in_(chunk)).order_by(D.c.snapshot_id, D.c.key)
+        ):
+            entries[d.snapshot_id].append(d)
+    # names of the parents and of the snapshots whose data was reused
+    wanted = {r.parent_id for r in rows if r.parent_id is not None}
+    wanted |= {
+        d.reused_from
+        for ds in entries.values()
+        for d in ds
+        if d.reused_from is not None and d.reused_from != d.snapshot_id
+    }
+    refs: dict[int, str] = {}
+    for chunk in _chunks(sorted(wanted)):
+        for p in conn.execute(select(S.c.id, S.c.name, S.c.version).where(S.c.id.in_(chunk))):
+            refs[p.id] = f"{p.name}/{p.version}"
+    A = schema.aliases
+    aliases: dict[tuple[str, int], list[str]] = {}
+    for chunk in _chunks(sorted({r.name for r in rows})):
+        for a in conn.execute(
+            select(A.c.name, A.c.version, A.c.alias).where(A.c.name.in_(chunk)).order_by(A.c.alias)
+        ):
+            aliases.setdefault((a.name, a.version), []).append(a.alias)
+    return [
+        _snapshot_of(ws, row, entries[row.id], refs, aliases.get((row.name, row.version), []))
+        for row in rows
+    ]
+
+
+def _snapshot_of(
+    ws: Workspace,
+    row: Row[Any],
+    entries: list[Any],
+    refs: dict[int, str],
+    aliases: list[str],
+) -> Snapshot:
     data: dict[str, DataInfo] = {}
-    for d in conn.execute(
-        select(schema.snapshot_data).where(schema.snapshot_data.c.snapshot_id == row.id)
-    ):
+    for d in entries:
         reused = None
         if d.reused_from is not None and d.reused_from != row.id:
-            src = conn.execute(select(S.c.name, S.c.version).where(S.c.id == d.reused_from)).first()
-            reused = f"{src.name}/{src.version}" if src else None
+            reused = refs.get(d.reused_from)
         data[d.key] = DataInfo(
             key=d.key,
             digest=d.digest,
@@ -117,13 +165,6 @@ def _to_snapshot(ws: Workspace, conn: Connection, row: Row[Any]) -> Snapshot:
             summary_digest=d.summary_digest,
             reused_from=reused,
         )
-    aliases = list(
-        conn.execute(
-            select(schema.aliases.c.alias)
-            .where(schema.aliases.c.name == row.name, schema.aliases.c.version == row.version)
-            .order_by(schema.aliases.c.alias)
-        ).scalars()
-    )
     model = None
     if row.model_digest:
         model = {
@@ -141,7 +182,7 @@ def _to_snapshot(ws: Workspace, conn: Connection, row: Row[Any]) -> Snapshot:
         created_at=created,
         created_by=row.created_by,
         message=row.message,
-        parent=parent,
+        parent=refs.get(row.parent_id) if row.parent_id is not None else None,
         model=model,
         metrics=dict(row.metrics),
         params=dict(row.params),
@@ -150,11 +191,15 @@ def _to_snapshot(ws: Workspace, conn: Connection, row: Row[Any]) -> Snapshot:
         environment=dict(row.environment),
         provenance=dict(row.provenance),
         data=data,
-        aliases=aliases,
+        aliases=list(aliases),
         reference_key=row.reference_key,
         source_digest=row.source_digest,
         workspace=ws,
     )
+
+
+def _to_snapshot(ws: Workspace, conn: Connection, row: Row[Any]) -> Snapshot:
+    return _to_snapshots(ws, conn, [row])[0]
 
 
 def get_snapshot(ws: Workspace, ref: str | Ref) -> Snapshot:
@@ -179,7 +224,7 @@ def list_snapshots(
             query = query.where(S.c.name == parse_ref(name).name)
         if limit is not None:
             query = query.limit(limit).offset(offset)
-        return SnapshotList(_to_snapshot(ws, conn, row) for row in conn.execute(query).all())
+        return SnapshotList(_to_snapshots(ws, conn, list(conn.execute(query).all())))
 
 
 def count_snapshots(ws: Workspace, name: str | None = None) -> int:
@@ -192,6 +237,57 @@ def count_snapshots(ws: Workspace, name: str | None = None) -> int:
             _require_name(conn, parse_ref(name).name)
             query = query.where(S.c.name == parse_ref(name).name)
         return int(conn.execute(query).scalar() or 0)
+
+
+def list_models(ws: Workspace, limit: int | None = None, offset: int = 0) -> list[ModelSummary]:
+    """Every snapshot name, by name: its number of versions, latest version and aliases.
+
+    What a model list needs without reading every snapshot (two queries per page).
+    """
+    if not ws.exists:
+        return []
+    with ws.db.transaction() as conn:
+        query = (
+            select(
+                S.c.name,
+                func.count().label("versions"),
+                func.max(S.c.version).label("latest"),
+                func.max(S.c.created_at).label("updated_at"),
+            )
+            .group_by(S.c.name)
+            .order_by(S.c.name)
+        )
+        if limit is not None:
+            query = query.limit(limit).offset(offset)
+        rows = conn.execute(query).all()
+        A = schema.aliases
+        aliases: dict[str, dict[str, int]] = {}
+        for chunk in _chunks([r.name for r in rows]):
+            for a in conn.execute(
+                select(A.c.name, A.c.alias, A.c.version)
+                .where(A.c.name.in_(chunk))
+                .order_by(A.c.alias)
+            ):
+                aliases.setdefault(a.name, {})[a.alias] = int(a.version)
+    return [
+        ModelSummary(
+            name=r.name,
+            versions=int(r.versions),
+            latest=int(r.latest),
+            updated_at=as_utc(r.updated_at),  # type: ignore[arg-type]
+            aliases=aliases.get(r.name, {}),
+        )
+        for r in rows
+    ]
+
+
+def count_models(ws: Workspace) -> int:
+    """How many snapshot names there are: the total of a paged :func:`list_models`."""
+    if not ws.exists:
+        return 0
+    with ws.db.transaction() as conn:
+        names = select(S.c.name).distinct().subquery()
+        return int(conn.execute(select(func.count()).select_from(names)).scalar() or 0)
 
 
 def promote(ws: Workspace, ref: str | Ref, alias: str) -> AliasEvent:

@@ -268,6 +268,27 @@ class AliasEvent:
         return f"<div class='opx-alias'>{html.escape(str(self))}</div>"
 
 
+@dataclass
+class ModelSummary:
+    """One snapshot name: how many versions, the latest, and where its aliases point."""
+
+    name: str
+    versions: int
+    latest: int
+    updated_at: datetime
+    aliases: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "versions": self.versions,
+            "latest": self.latest,
+            "latest_ref": f"{self.name}/{self.latest}",
+            "updated_at": self.updated_at.isoformat(),
+            "aliases": dict(self.aliases),
+        }
+
+
 class SnapshotList(list[Snapshot]):
     """A list of snapshots that renders as a table in notebooks."""
 

@@ -64,6 +64,16 @@ export interface Page<T> {
   offset: number;
 }
 
+/** One snapshot name (GET /models): how many versions, the latest, its aliases. */
+export interface DescribeModel {
+  name: string;
+  versions: number;
+  latest: number;
+  latest_ref: string;
+  updated_at: string;
+  aliases: Record<string, number>;
+}
+
 export interface DescribeSnapshot {
   name: string;
   version: number;
@@ -267,6 +277,7 @@ export interface DescribeAlert {
   value: number | null;
 }
 
+export type ListModelsResponse = Page<DescribeModel>;
 export type ListSnapshotsResponse = Page<DescribeSnapshot>;
 export type AliasHistoryResponse = Page<DescribeAliasEvent>;
 export type ListJobsResponse = Page<DescribeJob>;

@@ -1,7 +1,7 @@
 import * as React from 'react';
 
 import { itemsOf, query, requestAPI, seg } from '../handler';
-import { FeedbackRow, Feedback, Page, DescribeSnapshot } from '../models';
+import { FeedbackRow, Feedback, Page, DescribeModel } from '../models';
 import { column, LineChart } from './charts';
 import { ErrorLine, fmt, useResource } from './context';
 
@@ -235,9 +235,9 @@ export function FeedbackSection(props: {
   const [win, setWin] = React.useState('1d');
   const names = useResource(
     () =>
-      requestAPI<Page<DescribeSnapshot>>(
-        `snapshots${query({ limit: 500 })}`
-      ).then(p => [...new Set(itemsOf(p).map(s => s.name))].sort()),
+      requestAPI<Page<DescribeModel>>(`models${query({ limit: 500 })}`).then(
+        p => itemsOf(p).map(m => m.name)
+      ),
     []
   );
   const model = props.model ?? names.data?.[0] ?? null;

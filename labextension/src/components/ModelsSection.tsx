@@ -2,36 +2,14 @@ import { showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { itemsOf, postAPI, query, requestAPI, seg } from '../handler';
-import { DescribeAliasEvent, Page, DescribeSnapshot } from '../models';
+import {
+  DescribeAliasEvent,
+  DescribeModel,
+  Page,
+  DescribeSnapshot
+} from '../models';
 import { askFields, confirm } from './dialogs';
 import { OpxContext, ErrorLine, ago, useResource } from './context';
-
-/** One model name with its newest snapshot and every alias in use. */
-interface IModelSummary {
-  name: string;
-  latest: DescribeSnapshot;
-  aliases: Record<string, number>;
-  count: number;
-}
-
-function summarise(snapshots: DescribeSnapshot[]): IModelSummary[] {
-  const byName = new Map<string, IModelSummary>();
-  for (const s of snapshots) {
-    let m = byName.get(s.name);
-    if (!m) {
-      m = { name: s.name, latest: s, aliases: {}, count: 0 };
-      byName.set(s.name, m);
-    }
-    m.count += 1;
-    if (s.version > m.latest.version) {
-      m.latest = s;
-    }
-    for (const alias of s.aliases ?? []) {
-      m.aliases[alias] = s.version;
-    }
-  }
-  return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
-}
 
 async function promote(ref: string, alias: string): Promise<void> {
   try {
@@ -88,7 +66,7 @@ async function rollBack(change: DescribeAliasEvent): Promise<void> {
   }
 }
 
-function ModelDetail(props: { model: IModelSummary }): JSX.Element {
+function ModelDetail(props: { model: DescribeModel }): JSX.Element {
   const { name, aliases } = props.model;
   const versions = useResource(
     () =>
@@ -174,18 +152,17 @@ function ModelDetail(props: { model: IModelSummary }): JSX.Element {
 export function ModelsSection(): JSX.Element {
   const { showFeedback } = React.useContext(OpxContext);
   const [open, setOpen] = React.useState<string | null>(null);
-  const snapshots = useResource(
-    () =>
-      requestAPI<Page<DescribeSnapshot>>(
-        `snapshots${query({ limit: 500 })}`
-      ).then(p => itemsOf(p)),
+  // one row per name (GET /models), not every snapshot: a page of names
+  const page = useResource(
+    () => requestAPI<Page<DescribeModel>>(`models${query({ limit: 200 })}`),
     []
   );
-  const models = summarise(snapshots.data ?? []);
+  const models = page.data?.items ?? [];
+  const more = (page.data?.total ?? 0) - models.length;
   return (
     <section className="jp-opx-section" aria-label="Models">
-      <ErrorLine error={snapshots.error} />
-      {!snapshots.loading && !snapshots.error && models.length === 0 && (
+      <ErrorLine error={page.error} />
+      {!page.loading && !page.error && models.length === 0 && (
         <p className="jp-opx-empty">
           No snapshots yet. In a notebook:{' '}
           <code>%opx snapshot NAME --model VAR</code>
@@ -206,7 +183,7 @@ export function ModelsSection(): JSX.Element {
                 {m.name}
               </button>
               <span className="jp-opx-muted">
-                v{m.latest.version} · {m.count} version{m.count > 1 ? 's' : ''}
+                v{m.latest} · {m.versions} version{m.versions > 1 ? 's' : ''}
               </span>
               {Object.entries(m.aliases).map(([alias, version]) => (
                 <span key={alias} className="jp-opx-badge">
@@ -225,6 +202,12 @@ export function ModelsSection(): JSX.Element {
           </li>
         ))}
       </ul>
+      {more > 0 && (
+        <p className="jp-opx-muted">
+          and {more} more model{more > 1 ? 's' : ''} (opx snapshots lists them
+          all)
+        </p>
+      )}
     </section>
   );
 }
