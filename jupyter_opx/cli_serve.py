@@ -37,6 +37,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"opx serve: {url} (store {ws.root})", flush=True)
         print(f"health: {url}/health; feedback: POST {url}/feedback/MODEL/KIND", flush=True)
+        origin = url.removesuffix("/api")
+        print(
+            f"dashboard: {origin}/dashboard/MODEL?token=TOKEN "
+            "(make a share link with: opx token create NAME --scope dashboard:MODEL"
+            f" --url {origin})",
+            flush=True,
+        )
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(
                 "note: tokens travel in clear text; put a TLS proxy in front of this server",
@@ -56,11 +63,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_URL = "http://127.0.0.1:8765"
+
+
+def dashboard_links(scopes: tuple[str, ...], secret: str, url: str = DEFAULT_URL) -> list[str]:
+    """The share links of a token's dashboard scopes (``MODEL`` where it opens any model)."""
+    from urllib.parse import quote
+
+    from .tokens import DASHBOARD_MODEL_PREFIX
+
+    origin = url.rstrip("/").removesuffix("/api")
+    models = [s[len(DASHBOARD_MODEL_PREFIX) :] for s in scopes if s.startswith("dashboard:")]
+    if not models and "dashboard" in scopes:
+        models = ["MODEL"]
+    return [f"{origin}/dashboard/{quote(m, safe='')}?token={secret}" for m in models]
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     from .tokens import create_token
 
     token, secret = create_token(_ws(args), args.name, args.scope)
     print(f"token {token.name} ({token.scope}) created; it is shown once, store it now:")
+    links = dashboard_links(token.scopes, secret, args.url)
+    if links:
+        print("dashboard link (share it with the business owner; opx serve must be running):")
+        for link in links:
+            print(f"  {link}")
     print(secret)  # last line: scripts capture it
     return 0
 
@@ -97,7 +125,8 @@ def register(sub: Any, add: Add) -> None:
     p = add(
         "serve",
         cmd_serve,
-        "serve the REST API (feedback ingestion, change stream) with token auth",
+        "serve the REST API (feedback ingestion, change stream) with token auth, "
+        "and the read-only business dashboard at /dashboard/MODEL",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
@@ -122,7 +151,14 @@ def register(sub: Any, add: Add) -> None:
     p.add_argument(
         "--scope",
         required=True,
-        help="feedback:write, read or admin (several joined by commas; admin implies all)",
+        help="feedback:write (post events), read (read everything), admin (everything), "
+        "dashboard (open any model's dashboard, read-only) or dashboard:MODEL (one model's "
+        "dashboard: a share link for a business owner); several joined by commas",
+    )
+    p.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help=f"where opx serve is reached, for the printed dashboard link (default {DEFAULT_URL})",
     )
     p = verb("list", cmd_token_list, "list tokens (never their secrets)")
     p.add_argument("--active", action="store_true", help="only tokens not revoked")

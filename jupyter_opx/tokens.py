@@ -9,7 +9,13 @@ it, and a lookup by hash takes constant time.
 Scopes:
 
 * ``feedback:write`` — post feedback events;
-* ``read`` — read feedback, the change stream and what the dashboard shows;
+* ``dashboard`` — open the read-only business dashboard (``/dashboard/MODEL``) of
+  any model, and only the reads it needs: ``GET /api/feedback/{model}``,
+  ``GET /api/alerts`` and the change stream; no snapshots, jobs or runs, no writes;
+* ``dashboard:MODEL`` — the same, restricted to one model (``dashboard:churn``);
+  a share link for one business owner;
+* ``read`` — read everything (feedback, snapshots, jobs, runs, the stream); opens
+  every dashboard too;
 * ``admin`` — everything (implies the others).
 
 A token may hold several scopes, written with commas (``read,feedback:write``).
@@ -34,11 +40,24 @@ from .store.db import Database, as_utc, utcnow
 from .workspace import Workspace
 
 T = schema.tokens
-SCOPES = ("feedback:write", "read", "admin")
+SCOPES = ("feedback:write", "read", "admin", "dashboard")
+#: ``dashboard:MODEL``: the dashboard scope restricted to one model (a snapshot name)
+DASHBOARD_MODEL_PREFIX = "dashboard:"
 PREFIX = "opx_"
+#: the ``model`` of :meth:`Token.allows` meaning every model at once (e.g. all alerts)
+ALL_MODELS = "*"
 #: ``last_used_at`` is refreshed at most this often
 TOUCH_EVERY = timedelta(minutes=1)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a snapshot name
+_SCOPE_LENGTH = 256
+#: scopes that include opening the dashboard of any model
+_DASHBOARD_ANY = frozenset({"admin", "read", "dashboard"})
+
+
+def model_of(ref: str) -> str:
+    """The snapshot name of a model reference (``churn@production``, ``churn/3`` → ``churn``)."""
+    return re.split(r"[/@]", str(ref).strip(), maxsplit=1)[0]
 
 
 @dataclass(frozen=True)
@@ -69,9 +88,32 @@ class Token:
     def active(self) -> bool:
         return self.revoked_at is None
 
-    def allows(self, scope: str) -> bool:
-        """Whether this token grants ``scope`` (``admin`` grants every scope)."""
-        return scope in self.scopes or "admin" in self.scopes
+    def allows(self, scope: str, model: str | None = None) -> bool:
+        """Whether this token grants ``scope`` (``admin`` grants every scope).
+
+        For ``scope="dashboard"``, ``model`` is the model (name or reference)
+        the request reads: ``read`` and ``dashboard`` open every model,
+        ``dashboard:churn`` only ``churn``. ``model=None`` asks for what holds
+        no model's data (the change stream's sequence number), which any
+        dashboard scope may read; :data:`ALL_MODELS` asks for every model at once,
+        which a model-restricted token may not.
+        """
+        if scope in self.scopes or "admin" in self.scopes:
+            return True
+        if scope != "dashboard":
+            return False
+        if _DASHBOARD_ANY.intersection(self.scopes):
+            return True
+        models = self.dashboard_models
+        if model is None:
+            return bool(models)
+        return model != ALL_MODELS and model_of(model) in models
+
+    @property
+    def dashboard_models(self) -> tuple[str, ...]:
+        """The models of this token's ``dashboard:MODEL`` scopes."""
+        n = len(DASHBOARD_MODEL_PREFIX)
+        return tuple(s[n:] for s in self.scopes if s.startswith(DASHBOARD_MODEL_PREFIX))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,16 +135,25 @@ class Token:
         )
 
 
+def _known_scope(part: str) -> bool:
+    if part in SCOPES:
+        return True
+    model = part[len(DASHBOARD_MODEL_PREFIX) :]
+    return part.startswith(DASHBOARD_MODEL_PREFIX) and bool(_MODEL.match(model))
+
+
 def check_scope(scope: str) -> tuple[str, ...]:
     """The scopes of ``scope`` (one scope or several joined by commas), validated."""
     parts = tuple(dict.fromkeys(p.strip() for p in str(scope).split(",") if p.strip()))
-    bad = [p for p in parts if p not in SCOPES]
+    bad = [p for p in parts if not _known_scope(p)]
     if not parts or bad:
         shown = ", ".join(repr(p) for p in bad) or repr(scope)
         raise ValidationError(
-            f"unknown token scope {shown}; use {', '.join(SCOPES)} "
+            f"unknown token scope {shown}; use {', '.join(SCOPES)} or dashboard:MODEL "
             "(several joined by commas; admin implies all)"
         )
+    if len(",".join(parts)) > _SCOPE_LENGTH:
+        raise ValidationError(f"token scope too long (at most {_SCOPE_LENGTH} characters)")
     return parts
 
 
@@ -134,7 +185,8 @@ def create_token(
     name : str
         Unique name saying who or what uses the token, e.g. ``scoring-job``.
     scope : str
-        ``feedback:write``, ``read`` or ``admin`` (several joined by commas).
+        ``feedback:write``, ``read``, ``admin``, ``dashboard`` or ``dashboard:MODEL``
+        (several joined by commas).
     created_by : str, optional
         Default: the current user (``$OPX_USER`` or the login name).
 
@@ -214,8 +266,11 @@ def revoke_token(ws: Workspace, name: str) -> Token:
     return _to_token(ws.db.run_write(write))
 
 
-def verify_token(ws: Workspace, secret: str | None, needed_scope: str) -> Token:
-    """The token whose secret is ``secret``, if it is active and grants ``needed_scope``.
+def verify_token(
+    ws: Workspace, secret: str | None, needed_scope: str, model: str | None = None
+) -> Token:
+    """The token whose secret is ``secret``, if it is active and grants ``needed_scope``
+    (for ``dashboard``: on ``model``, see :meth:`Token.allows`).
 
     Raises
     ------
@@ -240,9 +295,14 @@ def verify_token(ws: Workspace, secret: str | None, needed_scope: str) -> Token:
     token = _to_token(row)
     if not token.active:
         raise AuthError(f"token {token.name!r} was revoked; create a new one")
-    if not token.allows(needed_scope):
+    if not token.allows(needed_scope, model):
+        needed = needed_scope
+        if needed_scope == "dashboard" and model not in (None, ALL_MODELS):
+            needed = f"dashboard:{model_of(str(model))}"
+        elif needed_scope == "dashboard" and model == ALL_MODELS:
+            needed = "dashboard (of every model: name one, e.g. ?model=NAME)"
         raise ForbiddenError(
-            f"token {token.name!r} has scope {token.scope}; this needs {needed_scope}",
+            f"token {token.name!r} has scope {token.scope}; this needs {needed}",
             needed=needed_scope,
             scope=token.scope,
         )
@@ -256,12 +316,15 @@ def verify_token(ws: Workspace, secret: str | None, needed_scope: str) -> Token:
 
 
 __all__ = [
+    "ALL_MODELS",
+    "DASHBOARD_MODEL_PREFIX",
     "PREFIX",
     "SCOPES",
     "Token",
     "check_scope",
     "create_token",
     "list_tokens",
+    "model_of",
     "revoke_token",
     "verify_token",
 ]

@@ -310,6 +310,8 @@ def test_every_route_but_health_requires_auth(server, tokens) -> None:
     for rule in rules:
         handler = rule.target
         assert issubclass(handler, OpxHandler)
+        if rule.matcher.regex.pattern.startswith("/dashboard"):
+            continue  # HTML pages: test_every_dashboard_route_requires_a_dashboard_token
         path = rule.matcher.reverse(*["churn", "predictions"][: rule.matcher._group_count])
         url = server.url.removesuffix("/api") + path
         if handler.scope is None:
@@ -340,6 +342,43 @@ def test_every_route_but_health_requires_auth(server, tokens) -> None:
                 )
                 assert r.status_code == 401
     assert protected == 25  # every method of every route in app.ROUTES but GET /health
+
+
+def test_every_dashboard_route_requires_a_dashboard_token(server, tokens) -> None:
+    origin = server.url.removesuffix("/api")
+    public, protected = [], 0
+    for rule in server.app.wildcard_router.rules:
+        handler = rule.target
+        if not rule.matcher.regex.pattern.startswith("/dashboard"):
+            continue
+        if handler.scope is None:  # the page's script, and the HTML 404 of other paths
+            public.append(handler.__name__)
+            continue
+        path = rule.matcher.reverse("churn")
+        assert path is not None and path.startswith("/dashboard/churn")
+        for method in _methods(handler):
+            assert method == "GET"  # the dashboard only reads
+            protected += 1
+            calls = {
+                "none": {},
+                "bad": auth("opx_" + "x" * 43),
+                "wrong scope": auth(tokens["feedback:write"]),
+            }
+            for label, headers in calls.items():
+                r = requests.get(origin + path, headers=headers, timeout=10, stream=True)
+                want = 403 if label == "wrong scope" else 401
+                assert r.status_code == want, (path, label)
+                r.close()
+            for scope in ("read", "admin"):  # read and admin open every dashboard
+                r = requests.get(
+                    origin + path, headers=auth(tokens[scope]), timeout=10, stream=True
+                )
+                assert r.status_code == 200, (path, scope)
+                r.close()
+            r = requests.post(origin + path, headers=auth(tokens["admin"]), data=b"", timeout=10)
+            assert r.status_code == 405
+    assert protected == 3  # page, content, stream
+    assert sorted(public) == ["DashboardNotFoundHandler", "DashboardScriptHandler"]
 
 
 def test_revoked_token_is_refused(server, tokens, ws) -> None:

@@ -5,7 +5,10 @@
 ``/api`` with :class:`~.auth.TokenAuth`; the Jupyter server extension mounts
 the same list under ``/opx/api`` with :class:`~.auth.JupyterAuth` (Jupyter's
 login). Token scopes: ``read`` for every GET, ``feedback:write`` to post
-events, ``admin`` for the other writes (promote, jobs, runs). Routes
+events, ``admin`` for the other writes (promote, jobs, runs); ``dashboard``
+(or ``dashboard:MODEL``) reads only what the business dashboard shows: the
+feedback metrics, the alerts and the stream. ``opx serve`` also mounts the
+dashboard itself at ``/dashboard/{model}`` (:mod:`.dashboard`). Routes
 (relative to the base path; ``{ref}`` and ``{model}`` URL-encoded):
 
 =======  ====================================  =======================================
@@ -28,9 +31,9 @@ GET      ``/runs/{id}/logs?after=``            log entries after a sequence numb
 POST     ``/runs/{id}/cancel``                 cancel
 GET      ``/runs/{id}/output``                 the output notebook as HTML
 POST     ``/feedback/{model}/{kind}``          ingest events (``feedback:write``)
-GET      ``/feedback/{model}?window=1d``       metrics per window
-GET      ``/alerts?model=``                    alert rules and states
-GET      ``/stream``                           server-sent events of the change sequence
+GET      ``/feedback/{model}?window=1d``       metrics per window (also ``dashboard``)
+GET      ``/alerts?model=``                    alert rules and states (also ``dashboard``)
+GET      ``/stream``                           the change sequence as SSE (also ``dashboard``)
 =======  ====================================  =======================================
 """
 
@@ -58,6 +61,7 @@ from ..workspace import Workspace
 from . import feedback, jobs, runs, snapshots
 from . import handlers as h
 from .auth import Auth, TokenAuth
+from .dashboard import DASHBOARD_ROUTES
 from .stream import ChangeFeed, StreamHandler
 
 DEFAULT_MAX_BODY = 64 * 2**20
@@ -175,6 +179,7 @@ def make_app(
     max_body: int = DEFAULT_MAX_BODY,
     workers: int = 4,
     root_dir: str | Path | None = None,
+    dashboard: bool = True,
     **settings: Any,
 ) -> Application:
     """The tornado application of ``opx serve``.
@@ -193,6 +198,8 @@ def make_app(
         Threads running the core calls (parsing, parquet, metrics) off the event loop.
     root_dir : path, optional
         The folder notebook paths in requests are relative to (default: the working directory).
+    dashboard : bool
+        Also serve the business dashboard at ``/dashboard/{model}`` (see :mod:`.dashboard`).
 
     Returns
     -------
@@ -207,8 +214,11 @@ def make_app(
         max_body,
         Path(root_dir) if root_dir is not None else Path.cwd(),
     )
+    rules = routes(ctx, base_path)
+    if dashboard:
+        rules += [(pattern, handler, {"ctx": ctx}) for pattern, handler in DASHBOARD_ROUTES]
     return Application(
-        routes(ctx, base_path),
+        rules,
         default_handler_class=h.NotFoundHandler,
         default_handler_args={"ctx": ctx},
         log_function=_log_request,

@@ -1,10 +1,22 @@
 """Who may call a route: a pluggable object, asked once per request.
 
 Every route but ``opx serve``'s ``GET …/health`` names the scope it needs
-(``read`` for reading, ``feedback:write`` to post events, ``admin`` for the
-other writes); the handler's ``prepare`` awaits ``auth.authorize(handler,
-scope)`` before anything else happens, so a request without valid
-credentials learns nothing and sends no body to the core.
+(``read`` for reading, ``dashboard`` for the few reads the business
+dashboard makes, ``feedback:write`` to post events, ``admin`` for the other
+writes); the handler's ``prepare`` awaits ``auth.authorize(handler, scope)``
+before anything else happens, so a request without valid credentials learns
+nothing and sends no body to the core.
+
+Where the token may travel:
+
+* ``Authorization: Bearer <token>``: every route;
+* ``?token=``: only the event stream (EventSource cannot set headers) and the
+  dashboard page, which trades it at once for a cookie and redirects to its
+  URL without the token;
+* the dashboard cookie (:data:`DASHBOARD_COOKIE`: HttpOnly, SameSite=Strict,
+  its path limited to one model's ``/dashboard/MODEL``): only the dashboard's
+  own routes, which are all ``GET``. No write route ever reads a cookie, so a
+  page elsewhere cannot make a logged-in browser write (no CSRF).
 
 ``opx serve`` uses :class:`TokenAuth` (``Authorization: Bearer <token>``,
 tokens made by ``opx token create``). The Jupyter server extension mounts the
@@ -19,6 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import AuthError, ForbiddenError
 from ..workspace import Workspace
+
+#: the cookie the dashboard page sets from its ``?token=``
+DASHBOARD_COOKIE = "opx_dashboard"
+#: scopes that only read: inside Jupyter they need the authorizer's ``read``
+READ_SCOPES = frozenset({"read", "dashboard"})
 
 if TYPE_CHECKING:
     from .handlers import OpxHandler
@@ -37,10 +54,10 @@ class Auth:
 
 
 def bearer_token(handler: OpxHandler) -> str | None:
-    """The token of an ``Authorization: Bearer …`` header, or of ``?token=`` where allowed.
+    """The token of an ``Authorization: Bearer …`` header, else of ``?token=`` or of
+    the dashboard cookie where the route allows them (see the module docstring).
 
-    Only the event-stream route takes ``?token=``: a browser's EventSource
-    cannot set headers. Such URLs are redacted in the access log.
+    ``?token=`` URLs are redacted in the access log.
     """
     header = handler.request.headers.get("Authorization", "")
     scheme, _, value = header.strip().partition(" ")
@@ -49,7 +66,11 @@ def bearer_token(handler: OpxHandler) -> str | None:
     if value.strip():
         return value.strip()
     if handler.allow_query_token:
-        return handler.get_query_argument("token", None) or None
+        query = handler.get_query_argument("token", None)
+        if query:
+            return query
+    if handler.allow_cookie_token and handler.request.method in ("GET", "HEAD"):
+        return handler.get_cookie(DASHBOARD_COOKIE) or None
     return None
 
 
@@ -69,7 +90,8 @@ class TokenAuth(Auth):
         secret = bearer_token(handler)
         if not secret:  # answered without a database read
             return verify_token(self.ws, None, scope)
-        return await handler.run_blocking(verify_token, self.ws, secret, scope)
+        model = handler.auth_model() if scope == "dashboard" else None
+        return await handler.run_blocking(verify_token, self.ws, secret, scope, model)
 
 
 class JupyterAuth(Auth):
@@ -78,7 +100,7 @@ class JupyterAuth(Auth):
     The user is the one Jupyter's identity provider found in the handler's
     ``prepare`` (token, cookie or whatever the deployment configured): none
     is a 403, as for Jupyter's own API. Jupyter's authorizer then decides
-    ``read`` (scope ``read``) or ``write`` (any other scope) on the resource
+    ``read`` (scopes ``read`` and ``dashboard``) or ``write`` (any other scope) on the resource
     :attr:`resource`, so a deployment's authorizer can make the panel read-only.
     """
 
@@ -92,7 +114,7 @@ class JupyterAuth(Auth):
                 "'Authorization: token <jupyter server token>'",
                 needed=scope,
             )
-        action = "read" if scope == "read" else "write"
+        action = "read" if scope in READ_SCOPES else "write"
         allowed = handler.authorizer.is_authorized(handler, user, action, self.resource)  # type: ignore[attr-defined]
         if inspect.isawaitable(allowed):
             allowed = await allowed
@@ -105,4 +127,4 @@ class JupyterAuth(Auth):
         return user
 
 
-__all__ = ["Auth", "JupyterAuth", "TokenAuth", "bearer_token"]
+__all__ = ["DASHBOARD_COOKIE", "READ_SCOPES", "Auth", "JupyterAuth", "TokenAuth", "bearer_token"]

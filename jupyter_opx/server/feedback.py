@@ -131,7 +131,13 @@ class FeedbackHandler(OpxHandler):
 
     Optional ``horizon`` (late-label join, e.g. ``30D``), ``threshold`` and
     ``control_arm`` are passed on to :func:`~jupyter_opx.monitoring.compute.compute`.
+    Readable with a ``dashboard`` (or ``dashboard:MODEL``) token too.
     """
+
+    scope = "dashboard"
+
+    def auth_model(self) -> str | None:
+        return str(self.path_kwargs["model"])
 
     async def get(self, model: str) -> None:
         from ..monitoring.compute import compute
@@ -146,7 +152,14 @@ class FeedbackHandler(OpxHandler):
 
 class AlertsHandler(OpxHandler):
     """``GET /alerts?model=`` (``ListAlertsQuery``): alert rules with their state
-    (``ListAlertsResponse``)."""
+    (``ListAlertsResponse``). A ``dashboard:MODEL`` token must name its model."""
+
+    scope = "dashboard"
+
+    def auth_model(self) -> str | None:
+        from ..tokens import ALL_MODELS
+
+        return self.get_query_argument("model", None) or ALL_MODELS
 
     async def get(self) -> None:
         from ..monitoring.alerts import list_rules

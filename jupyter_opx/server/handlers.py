@@ -64,11 +64,14 @@ class OpxHandler(RequestHandler):
         The scope its writing methods (POST, PATCH …) need.
     allow_query_token : bool
         Whether the token may come as ``?token=`` (for EventSource).
+    allow_cookie_token : bool
+        Whether the dashboard cookie counts, on GET only (the dashboard's routes).
     """
 
     scope: str | None = "read"
     write_scope = "admin"
     allow_query_token = False
+    allow_cookie_token = False
     ctx: ServerContext
 
     def initialize(self, ctx: ServerContext) -> None:
@@ -80,6 +83,10 @@ class OpxHandler(RequestHandler):
         if self.scope is None:
             return None
         return self.scope if self.request.method in _READ_METHODS else self.write_scope
+
+    def auth_model(self) -> str | None:
+        """The model a ``dashboard``-scoped read is about (None: no model's data)."""
+        return None
 
     async def prepare(self) -> None:
         # inside Jupyter the next class is JupyterHandler: its prepare finds the user

@@ -107,10 +107,11 @@ class StreamHandler(OpxHandler):
 
     Sends ``event: change`` with ``data: {"seq": N}`` at once (the current
     sequence) and then whenever it moves, and a comment line every
-    :attr:`heartbeat` seconds so proxies keep the connection open.
+    :attr:`heartbeat` seconds so proxies keep the connection open. It carries
+    no model's data, so any ``dashboard`` token may follow it.
     """
 
-    scope = "read"
+    scope = "dashboard"
     allow_query_token = True
     heartbeat = 15.0
 
