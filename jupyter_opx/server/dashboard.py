@@ -62,6 +62,32 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 _cache: dict[tuple[int, str, str], tuple[int, float, Feedback]] = {}
+ERROR_CSS = """
+body{margin:0;background:#f8fafc;color:#0f172a;line-height:1.5;
+ font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif}
+main{max-width:720px;margin:10vh auto;padding:0 20px}h1{font-size:1.5rem}
+pre{background:rgba(127,127,127,.12);padding:10px 12px;border-radius:6px;
+ white-space:pre-wrap;word-break:break-all}.meta{opacity:.7;font-size:.9rem}
+@media (prefers-color-scheme: dark){body{background:#0b1220;color:#e5e7eb}}
+"""
+
+
+def error_page(status: int, title: str, message: str, advice: str = "") -> str:
+    """A small self-contained HTML page for an error (never a traceback; no pandas import,
+    so a stranger's request is answered at once)."""
+    from html import escape
+
+    from .._version import __version__
+
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer"><link rel="icon" href="data:,">
+<title>{status} · {escape(title)}</title><style>{ERROR_CSS}</style></head>
+<body><main><h1>{escape(title)}</h1>
+<p>{escape(message)}</p>{advice}
+<p class="meta">HTTP {status} · jupyter_opx dashboard {escape(__version__)}</p></main></body></html>
+"""
 
 
 def feedback_at(ws: Workspace, model: str, window: str) -> tuple[Feedback, int]:
@@ -104,15 +130,14 @@ class DashboardHandler(OpxHandler):
         return window[:32]
 
     def link_form(self) -> str:
-        model = self.path_kwargs.get("model") or "MODEL"
-        from .dashboard_page import base_path
+        from urllib.parse import quote
 
-        return f"{self.request.protocol}://{self.request.host}{base_path(model)}?token=TOKEN"
+        model = self.path_kwargs.get("model") or "MODEL"
+        path = "/dashboard/" + quote(model, safe="@")
+        return f"{self.request.protocol}://{self.request.host}{path}?token=TOKEN"
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         from html import escape
-
-        from .dashboard_page import error_page
 
         exc = kwargs.get("exc_info", (None, None, None))[1]
         status, body = self.error_response(exc, status_code)
@@ -268,5 +293,6 @@ __all__ = [
     "DashboardPageHandler",
     "DashboardScriptHandler",
     "DashboardStreamHandler",
+    "error_page",
     "feedback_at",
 ]

@@ -5,7 +5,8 @@ tiles, charts and tables come from :mod:`jupyter_opx.monitoring.panels` (the
 same figures, in the same words, as ``opx report`` and the notebook
 dashboard); this module adds the page around them, a plain-language line
 under each tile, the campaign's cumulative effect per arm, a window selector
-and the error pages. Nothing is fetched from the network: styles are inline,
+(the error pages are in :mod:`.dashboard`, which answers them without
+importing pandas). Nothing is fetched from the network: styles are inline,
 charts are inline SVG and the one script (``dashboard.js``, which follows the
 change stream) is served by the same server from the package.
 
@@ -79,9 +80,6 @@ body{margin:0;background:#f8fafc;color:#0f172a}
 .opx-tile .opx-help{font-size:.78rem;opacity:.7;margin-top:6px}
 .opx-charts figure{background:#fff}
 section>h2 small{font-weight:400;opacity:.7;font-size:.85rem;margin-left:8px}
-.opx-error{max-width:720px;margin:10vh auto;padding:0 20px}
-.opx-error pre{background:rgba(127,127,127,.12);padding:10px 12px;border-radius:6px;
- white-space:pre-wrap;word-break:break-all}
 @media (prefers-color-scheme: dark){body{background:#0b1220;color:#e5e7eb}
  .opx-tile,.opx-charts figure{background:#111827}}
 """
@@ -238,24 +236,10 @@ production events; nothing on this page is fetched from the internet.</p></foote
 """
 
 
-def error_page(status: int, title: str, message: str, advice: str = "") -> str:
-    """A small self-contained HTML page for an error (no traceback, ever)."""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{status} · {_e(title)}</title><style>{CSS}{DASHBOARD_CSS}</style></head>
-<body><main class="opx-report opx-error"><h1>{_e(title)}</h1>
-<p>{_e(message)}</p>{advice}
-<p class="opx-meta">HTTP {status} · jupyter_opx {_e(__version__)}</p></main></body></html>
-"""
-
-
 __all__ = [
     "TILE_HELP",
     "WINDOWS",
     "base_path",
-    "error_page",
     "render_content",
     "render_page",
     "tiles_html",
