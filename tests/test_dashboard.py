@@ -203,6 +203,38 @@ def test_a_model_restricted_link_opens_only_its_model(server, tokens) -> None:
         assert r.status_code == 200, path
 
 
+def test_behind_a_tls_proxy_the_cookie_is_secure(server, tokens) -> None:
+    r = requests.get(
+        f"{server.origin}/dashboard/churn",
+        params={"token": tokens["dashboard:churn"]},
+        headers={"X-Forwarded-Proto": "https"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert r.status_code == 303 and "Secure" in r.headers["Set-Cookie"]
+
+
+def test_inside_jupyter_the_dashboard_scope_is_a_read() -> None:
+    from jupyter_opx.server.auth import JupyterAuth
+
+    asked: list[str] = []
+
+    class Authorizer:
+        def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+            asked.append(action)
+            return action == "read"  # a read-only deployment
+
+    class Handler:
+        current_user = "ann"
+        authorizer = Authorizer()
+
+    auth = JupyterAuth()
+    assert asyncio.run(auth.authorize(Handler(), "dashboard")) == "ann"  # type: ignore[arg-type]
+    with pytest.raises(ForbiddenError):
+        asyncio.run(auth.authorize(Handler(), "feedback:write"))  # type: ignore[arg-type]
+    assert asked == ["read", "write"]
+
+
 # -- errors are pages that say what to do ----------------------------------------------
 @pytest.mark.parametrize(
     ("case", "status", "words"),

@@ -202,7 +202,9 @@ class DashboardPageHandler(DashboardHandler):
                 path=self._cookie_path(),
                 max_age=COOKIE_DAYS * 86_400,
                 httponly=True,
-                secure=self.request.protocol == "https",
+                # behind a TLS proxy too (the header can only make the cookie stricter)
+                secure=self.request.protocol == "https"
+                or self.request.headers.get("X-Forwarded-Proto", "").lower() == "https",
                 samesite="Strict",
             )
             rest = [

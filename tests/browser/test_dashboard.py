@@ -40,6 +40,7 @@ class Served:
     """A running ``opx serve``: its origin, tokens and log."""
 
     origin: str
+    store: Path
     dashboard_token: str
     write_token: str
     log: Path
@@ -106,7 +107,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
                 pass
             assert time.monotonic() < deadline, "opx serve did not start"
             time.sleep(0.1)
-        yield Served(origin, dashboard, write, log)
+        yield Served(origin, store, dashboard, write, log)
     finally:
         proc.terminate()
         try:
@@ -232,6 +233,23 @@ def test_dashboard_opens_with_a_share_link_and_follows_new_feedback(
     assert page.url == f"{served.origin}/dashboard/churn?window=1w"
     assert page.evaluate("window.__notReloaded") is True
     assert page.get_by_role("link", name="By week").get_attribute("aria-current") == "true"
+
+    # revoking the token closes the open dashboard at its next refresh
+    from jupyter_opx.tokens import revoke_token
+    from jupyter_opx.workspace import Workspace
+
+    ws = Workspace(served.store)
+    revoke_token(ws, "sales-director")
+    ws.close()
+    r = requests.post(
+        f"{served.origin}/api/feedback/churn/outcomes",
+        json=[{"id": "live-1", "value": 0}],
+        headers={"Authorization": f"Bearer {served.write_token}"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    page.get_by_text("This dashboard link no longer works").wait_for()
+    assert page.locator('#opx-live[data-state="error"]').count() == 1
 
     # self-contained: every request stayed on this server
     seen = page.requests_seen  # type: ignore[attr-defined]
