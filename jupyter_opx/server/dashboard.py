@@ -31,6 +31,7 @@ never a traceback.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,7 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 _cache: dict[tuple[int, str, str], tuple[int, float, Feedback]] = {}
+_cache_lock = threading.Lock()
 ERROR_CSS = """
 body{margin:0;background:#f8fafc;color:#0f172a;line-height:1.5;
  font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif}
@@ -100,13 +102,15 @@ def feedback_at(ws: Workspace, model: str, window: str) -> tuple[Feedback, int]:
 
     seq = ws.change_seq()
     key = (id(ws), model, window)
-    hit = _cache.get(key)
+    with _cache_lock:
+        hit = _cache.get(key)
     if hit is not None and hit[0] == seq and time.monotonic() - hit[1] < CACHE_SECONDS:
         return hit[2], seq
     fb = compute(ws, model, window)
-    if len(_cache) >= _CACHE_SIZE:
-        _cache.pop(next(iter(_cache)), None)
-    _cache[key] = (seq, time.monotonic(), fb)
+    with _cache_lock:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)), None)
+        _cache[key] = (seq, time.monotonic(), fb)
     return fb, seq
 
 
