@@ -22,9 +22,10 @@ from ..snapshots.catalog import get_snapshot, reference_summary
 from ..snapshots.refs import parse_ref
 from ..store.db import utcnow
 from ..workspace import Workspace
-from . import store
+from . import incremental, store
+from .drift import EPS
 from .drift_table import drift_table, prediction_drift
-from .ingest import FEATURE_PREFIX
+from .ingest import FEATURE_PREFIX, KINDS
 from .performance import performance_table
 from .uplift import uplift_table
 from .windows import volume
@@ -220,82 +221,178 @@ def compute(
 
     Drift is measured against the snapshot ``model`` resolves to (the latest
     version for a bare name); performance, uplift and volume cover all the
-    model's events.
+    model's events. Called again for the same model and time window, it
+    starts from what the previous call left (:mod:`.incremental`): only the
+    rows stored since are read and folded in, with the same results as a
+    computation from scratch.
     """
     snap = get_snapshot(ws, model)
     name = snap.name
-    preds = store.read(ws, name, "predictions")
-    treats = store.read(ws, name, "treatments")
-    outs = store.read(ws, name, "outcomes")
-    vol = volume(window, predictions=preds["ts"], treatments=treats["ts"], outcomes=outs["ts"])
-    labels = vol["window"] if len(vol) else None
-    empty = pd.DataFrame()
-    perf = empty
-    if len(preds) and len(outs):
-        perf = performance_table(
-            preds,
-            outs,
-            treats if len(treats) else None,
-            window=window,
-            windows=labels,
-            horizon=horizon,
-            threshold=threshold,
-            control_arm=control_arm,
-        )
-    summary = reference_summary(ws, snap)
-    drift = pred_drift = empty
-    if summary is not None and len(preds):
-        feats = preds[[c for c in preds.columns if c.startswith(FEATURE_PREFIX)]]
-        feats = feats.rename(columns=lambda c: c[len(FEATURE_PREFIX) :])
-        if feats.shape[1]:
-            drift = drift_table(feats, summary, ts=preds["ts"], window=window, windows=labels)
-        prediction = summary.get("prediction") or {}
-        if "score" in preds and prediction and "skipped" not in prediction:
-            pred_drift = prediction_drift(
-                preds["score"], summary, ts=preds["ts"], window=window, windows=labels
-            )
-    up = up_total = empty
-    # uplift compares rates of a 0/1 outcome; a regressor's campaign has none
-    # (and uplift_table would reject its outcomes, failing the whole picture)
-    binary = len(outs) > 0 and bool(outs["value"].isin((0.0, 1.0)).all())
-    if len(treats) and binary:
-        up = uplift_table(
-            treats,
-            outs,
-            window=window,
-            windows=labels,
-            horizon=horizon,
-            control_arm=control_arm,
-            missing_outcome=missing_outcome,
-        )
-        up_total = uplift_table(
-            treats,
-            outs,
-            window=window,
-            cumulative=True,
-            horizon=horizon,
-            control_arm=control_arm,
-            missing_outcome=missing_outcome,
-        )
-        if len(up_total):
-            up_total = up_total[up_total["window"] == up_total["window"].iloc[-1]].reset_index(
-                drop=True
-            )
-    alerts = _alerts(ws, name)
-    last = preds["ts"].max().to_pydatetime() if len(preds) else None
+    options = (horizon, threshold, control_arm, missing_outcome)
+    live = incremental.time_window(window)
+    ref_key = snap.reference_key
+    digest = snap.data[ref_key].summary_digest if ref_key and ref_key in snap.data else None
+    key = (str(ws.root), name, snap.ref, digest, str(window), *map(repr, options))
+    st = incremental.state_for(key) if live else incremental.State()
+    with st.lock:
+        try:
+            tables = _tables(ws, snap, name, window, options, st, live)
+        except BaseException:
+            incremental.drop(key)  # a half-updated state must not be reused
+            raise
     return Feedback(
         model=name,
         reference=snap.ref,
         window=str(window),
-        volume=vol,
-        performance=perf,
-        drift=drift,
-        prediction_drift=pred_drift,
-        uplift=up,
-        uplift_total=up_total,
-        alerts=alerts,
-        last_prediction=last,
+        alerts=_alerts(ws, name),
+        **tables,
     )
+
+
+def _tables(
+    ws: Workspace,
+    snap: Any,
+    name: str,
+    window: str | int,
+    options: tuple[str, float, str, float | None],
+    st: incremental.State,
+    live: bool,
+) -> dict[str, Any]:
+    """The tables of a :class:`Feedback`, updated from ``st`` where it allows."""
+    horizon, threshold, control_arm, missing_outcome = options
+    reads = {k: store.read_delta(ws, name, k, st.since.get(k)) for k in KINDS}
+    preds, treats, outs = (reads[k][0] for k in KINDS)
+    dpred = reads["predictions"][2]
+    known = bool(st.tables) and live and tuple(preds.columns) == st.columns
+    unchanged = {k: known and _empty_delta(reads[k][2]) for k in KINDS}
+    st.since = {k: reads[k][1] for k in KINDS}
+    st.columns = tuple(preds.columns)
+    if all(unchanged.values()):
+        return dict(st.tables)
+    if not unchanged["outcomes"]:
+        st.outcome_ids = None
+    preds_only = known and dpred is not None and unchanged["treatments"] and unchanged["outcomes"]
+    vol = None
+    if preds_only:
+        assert dpred is not None
+        vol = incremental.volume_update(st.tables["volume"], dpred, window)
+    if vol is None:
+        vol = volume(window, predictions=preds["ts"], treatments=treats["ts"], outcomes=outs["ts"])
+    labels = vol["window"] if len(vol) else None
+    same_labels = (
+        known
+        and labels is not None
+        and st.labels is not None
+        and pd.Index(labels).equals(pd.Index(st.labels))
+    )
+    empty = pd.DataFrame()
+    perf: pd.DataFrame | None = empty
+    if len(preds) and len(outs):
+        perf = None
+        if preds_only and labels is not None:
+            assert dpred is not None
+            perf = incremental.predictions_only_update(
+                st,
+                st.tables["performance"],
+                dpred,
+                outs,
+                treats,
+                pd.Index(labels),
+                window,
+                horizon,
+                control_arm,
+            )
+        if perf is None:
+            perf = performance_table(
+                preds,
+                outs,
+                treats if len(treats) else None,
+                window=window,
+                windows=labels,
+                horizon=horizon,
+                threshold=threshold,
+                control_arm=control_arm,
+            )
+    summary = None
+    if len(preds):
+        summary = st.summary if known and st.summary is not None else reference_summary(ws, snap)
+        st.summary = summary
+    drift = pred_drift = empty
+    if summary is not None and len(preds):
+        if live and len(preds) <= incremental.MAX_ROWS and labels is not None:
+            if preds_only and st.drift is not None and dpred is not None:
+                st.drift.add(dpred, window)
+            else:
+                st.drift = incremental.new_drift(preds, summary, window, EPS)
+            assert st.drift is not None
+            drift, pred_drift = st.drift.tables(pd.Index(labels))
+            if not st.drift.features:
+                drift = empty
+        else:
+            st.drift = None
+            drift, pred_drift = _drift_cold(preds, summary, window, labels)
+    up = up_total = empty
+    if same_labels and unchanged["treatments"] and unchanged["outcomes"]:
+        up, up_total = st.tables["uplift"], st.tables["uplift_total"]
+    else:
+        # uplift compares rates of a 0/1 outcome; a regressor's campaign has none
+        # (and uplift_table would reject its outcomes, failing the whole picture)
+        binary = len(outs) > 0 and bool(outs["value"].isin((0.0, 1.0)).all())
+        if len(treats) and binary:
+            up = uplift_table(
+                treats,
+                outs,
+                window=window,
+                windows=labels,
+                horizon=horizon,
+                control_arm=control_arm,
+                missing_outcome=missing_outcome,
+            )
+            up_total = uplift_table(
+                treats,
+                outs,
+                window=window,
+                cumulative=True,
+                horizon=horizon,
+                control_arm=control_arm,
+                missing_outcome=missing_outcome,
+            )
+            if len(up_total):
+                last_w = up_total["window"].iloc[-1]
+                up_total = up_total[up_total["window"] == last_w].reset_index(drop=True)
+    tables = {
+        "volume": vol,
+        "performance": perf,
+        "drift": drift,
+        "prediction_drift": pred_drift,
+        "uplift": up,
+        "uplift_total": up_total,
+        "last_prediction": preds["ts"].max().to_pydatetime() if len(preds) else None,
+    }
+    st.labels = labels
+    st.tables = dict(tables) if live else {}
+    return tables
+
+
+def _empty_delta(delta: pd.DataFrame | None) -> bool:
+    return delta is not None and len(delta) == 0
+
+
+def _drift_cold(
+    preds: pd.DataFrame, summary: dict[str, Any], window: str | int, labels: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Feature and prediction drift from every prediction (count windows, huge models)."""
+    drift = pred_drift = pd.DataFrame()
+    feats = preds[[c for c in preds.columns if c.startswith(FEATURE_PREFIX)]]
+    feats = feats.rename(columns=lambda c: c[len(FEATURE_PREFIX) :])
+    if feats.shape[1]:
+        drift = drift_table(feats, summary, ts=preds["ts"], window=window, windows=labels)
+    prediction = summary.get("prediction") or {}
+    if "score" in preds and prediction and "skipped" not in prediction:
+        pred_drift = prediction_drift(
+            preds["score"], summary, ts=preds["ts"], window=window, windows=labels
+        )
+    return drift, pred_drift
 
 
 def _alerts(ws: Workspace, model: str) -> pd.DataFrame:

@@ -23,8 +23,6 @@ import pandas as pd
 from scipy import special, stats
 from scipy.spatial import distance
 
-from ..snapshots.summaries import bin_index
-
 EPS = 1e-4
 
 
@@ -208,6 +206,35 @@ def numeric_drift(
     if not finite.all():
         x, g = x[finite], g[finite]
     sv, bounds = _sorted_within(x, g, w)
+    return _finish(numeric_stats_sorted(sv, bounds, rows, reference, eps), groups is None)
+
+
+def numeric_stats_sorted(
+    sv: np.ndarray,
+    bounds: np.ndarray,
+    rows: np.ndarray,
+    reference: Mapping[str, Any],
+    eps: float = EPS,
+) -> dict[str, np.ndarray]:
+    """The statistics of :func:`numeric_drift` from values already sorted per window.
+
+    Parameters
+    ----------
+    sv : numpy.ndarray of float64
+        The non-missing values, sorted within each window, windows in order.
+    bounds : numpy.ndarray of int
+        Where each of the W windows starts in ``sv`` (W + 1 bounds).
+    rows : numpy.ndarray of int
+        Values given per window, missing ones included.
+    reference, eps
+        See :func:`numeric_drift`.
+
+    Returns
+    -------
+    dict
+        Arrays of length W (see :func:`numeric_drift`).
+    """
+    w = len(bounds) - 1
     m = np.diff(bounds)
     nan = np.full(w, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -221,56 +248,76 @@ def numeric_drift(
             "ks_p_value": nan.copy(),
         }
         if reference.get("min") is None or not ("values" in reference or "quantiles" in reference):
-            return _finish(out, groups is None)  # reference had no values: nothing to test
-        # Work on runs of equal values (per window) rather than on rows: as
-        # fast for continuous data, and a few runs instead of a million rows
-        # for integer-valued features.
-        new = np.ones(len(sv), dtype=bool)
-        np.not_equal(sv[1:], sv[:-1], out=new[1:])
+            return out  # reference had no values: nothing to test
+        # Counts (bins, out of range, categories) come from binary searches in
+        # each window's sorted values: a few per window, none per row.
         filled = m > 0
-        new[bounds[:-1][filled]] = True
-        first = np.flatnonzero(new)
-        stop = np.r_[first[1:], len(sv)]
-        length = (stop - first).astype(float)
-        u = sv[first]
-        gu = np.searchsorted(bounds, first, side="right") - 1 if w > 1 else np.zeros_like(first)
-
-        outside = (u < float(reference["min"])) | (u > float(reference["max"]))
-        out["out_of_range_share"] = np.bincount(gu[outside], length[outside], minlength=w) / m
-
-        bins = reference["bins"]
-        nb = len(bins["edges"]) + 1
-        cur = np.bincount(gu * nb + bin_index(bins["edges"], u), length, minlength=w * nb)
-        out["psi"] = np.where(filled, psi(bins["counts"], cur.reshape(w, nb), eps), np.nan)
+        lo_edge, hi_edge = float(reference["min"]), float(reference["max"])
+        edges = np.asarray(reference["bins"]["edges"], dtype=float)
+        nb = len(edges) + 1
+        cats = reference.get("categories") or {}
+        keys = np.sort(np.array([float(k) for k in cats], dtype=float))
+        k = len(keys)
+        repeated = np.r_[False, keys[1:] == keys[:-1]]  # "1" and "1.0": counted once
+        outside = np.zeros(w)
+        cur = np.zeros((w, nb))
+        table = np.zeros((w, k + 1))
+        for j in np.flatnonzero(filled).tolist():
+            seg = sv[bounds[j] : bounds[j + 1]]
+            size = len(seg)
+            below = np.searchsorted(seg, lo_edge, side="left")
+            outside[j] = below + size - np.searchsorted(seg, hi_edge, side="right")
+            # bin b holds edges[b-1] < v <= edges[b] (see bin_index)
+            upto = np.searchsorted(seg, edges, side="right")
+            cur[j] = np.diff(np.r_[0, upto, size])
+            if k:
+                hits = np.searchsorted(seg, keys, side="right") - np.searchsorted(
+                    seg, keys, side="left"
+                )
+                hits[repeated] = 0
+                table[j, :k] = hits
+                table[j, k] = size - hits.sum()
+        out["out_of_range_share"] = outside / m
+        out["psi"] = np.where(filled, psi(reference["bins"]["counts"], cur, eps), np.nan)
 
         # D = sup |F_ref − F_cur|. F_cur is a step function and F_ref is
         # non-decreasing, so the supremum is reached at a current value x:
         # either at x (F_cur(x) − F_ref(x)) or just before it
-        # (F_ref(x−) − F_cur(x−)); a run of ties counts once, with F_cur(x)
-        # after the whole run and F_cur(x−) before it.
-        if len(u):
+        # (F_ref(x−) − F_cur(x−)). Over the i-th sorted value of a window of
+        # size n, (i + 1)/n − F_ref(x_i) is largest at the last of a run of ties
+        # (where it is F_cur(x) − F_ref(x)) and F_ref(x_i−) − i/n at the first,
+        # so the maximum over every value is the supremum. Runs of ties are
+        # taken once when there are few of them (integer-valued features).
+        if len(sv):
+            new = np.ones(len(sv), dtype=bool)
+            np.not_equal(sv[1:], sv[:-1], out=new[1:])
+            new[bounds[:-1][filled]] = True
+            runs = int(np.count_nonzero(new))
+            if runs * 4 < len(sv):
+                first = np.flatnonzero(new)
+                stop = np.r_[first[1:], len(sv)]
+                u = sv[first]
+            else:
+                first = np.arange(len(sv))
+                stop = first + 1
+                u = sv
+            gu = np.searchsorted(bounds, first, side="right") - 1 if w > 1 else None
             # window start and size of each run (scalars for a single window)
-            base = bounds[gu] if w > 1 else 0
-            size = m[gu] if w > 1 else m[0]
+            base: Any = bounds[gu] if gu is not None else 0
+            span: Any = m[gu] if gu is not None else m[0]
             f_right, f_left = _cdf_both(reference, u)
-            gap = np.maximum((stop - base) / size - f_right, f_left - (first - base) / size)
+            gap = np.maximum((stop - base) / span - f_right, f_left - (first - base) / span)
             out["ks"][filled] = np.maximum.reduceat(
                 gap, np.searchsorted(first, bounds[:-1][filled])
             )
         out["ks_p_value"] = ks_pvalue(out["ks"], reference_count(reference), m)
 
-        if reference.get("categories"):
-            keys = np.array([float(k) for k in reference["categories"]])
-            order = np.argsort(keys)
-            keys = keys[order]
-            counts = np.asarray(list(reference["categories"].values()), dtype=float)[order]
-            k = len(keys)
-            pos = np.clip(np.searchsorted(keys, u), 0, k - 1)
-            code = np.where(keys[pos] == u, pos, k)
-            table = np.bincount(gu * (k + 1) + code, length, minlength=w * (k + 1))
-            cat = category_stats(table.reshape(w, k + 1), np.r_[counts, 0.0], eps)
+        if k:
+            order = np.argsort(np.array([float(c) for c in cats], dtype=float))
+            counts = np.asarray(list(cats.values()), dtype=float)[order]
+            cat = category_stats(table, np.r_[counts, 0.0], eps)
             out.update({key: cat[key] for key in ("js", "chi2_p_value", "unseen_share")})
-    return _finish(out, groups is None)
+    return out
 
 
 def categorical_drift(
@@ -300,8 +347,21 @@ def categorical_drift(
         :func:`category_stats`; arrays of length W with ``groups``, floats
         without.
     """
+    g, w = _groups(len(values), groups, n_groups)
+    table, rows = category_counts(values, reference, g, w)
+    return _finish(categorical_stats_counts(table, rows, reference, eps), groups is None)
+
+
+def category_counts(
+    values: Any, reference: Mapping[str, Any], g: np.ndarray, w: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts per window of the reference's top categories (then everything else).
+
+    Returns ``table`` (W, K+1) and ``rows`` (values per window, missing ones
+    included) for :func:`categorical_stats_counts`; ``g`` holds each value's
+    window code (−1 skips it).
+    """
     s = pd.Series(values)
-    g, w = _groups(len(s), groups, n_groups)
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     keys = list(reference.get("categories") or {})
     lookup = {key: i for i, key in enumerate(keys)}
@@ -315,15 +375,22 @@ def categorical_drift(
     rows = np.bincount(g[keep], minlength=w)
     valid = keep & (bucket >= 0)
     table = np.bincount(g[valid] * (k + 1) + bucket[valid], minlength=w * (k + 1))
+    return table.reshape(w, k + 1), rows
+
+
+def categorical_stats_counts(
+    table: np.ndarray, rows: np.ndarray, reference: Mapping[str, Any], eps: float = EPS
+) -> dict[str, np.ndarray]:
+    """The statistics of :func:`categorical_drift` from :func:`category_counts`."""
     ref = np.r_[
         np.asarray(list((reference.get("categories") or {}).values()), dtype=float),
         float(reference.get("other") or 0),
     ]
-    out = category_stats(table.reshape(w, k + 1), ref, eps)
-    m = table.reshape(w, k + 1).sum(axis=1)
+    out = category_stats(table, ref, eps)
+    m = table.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = {"rows": rows, "n": m, "missing_share": (rows - m) / rows, **out}
-    return _finish(out, groups is None)
+    return out
 
 
 def category_stats(counts: Any, ref_counts: Any, eps: float = EPS) -> dict[str, np.ndarray]:

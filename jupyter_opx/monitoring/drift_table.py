@@ -172,11 +172,53 @@ def drift_table(
             if order is not None and codes is not None:
                 values, groups = values[order], codes[order]
             stats = numeric_drift(values, ref, groups=groups, n_groups=w, eps=eps)
-        stats = {k: np.atleast_1d(np.asarray(v)) for k, v in stats.items()}
-        parts.append(pd.DataFrame(_feature_rows(name, kind, stats, w)))
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+        parts.append((name, kind, stats))
+    return assemble(
+        parts,
+        labels,
+        w,
+        alpha=alpha,
+        psi_threshold=psi_threshold,
+        ks_threshold=ks_threshold,
+        js_threshold=js_threshold,
+    )
+
+
+def assemble(
+    parts: Sequence[tuple[str, str, Mapping[str, Any]]],
+    labels: pd.Index | None,
+    w: int,
+    *,
+    alpha: float = 0.05,
+    psi_threshold: float = 0.2,
+    ks_threshold: float = 0.1,
+    js_threshold: float = 0.1,
+) -> pd.DataFrame:
+    """The drift table from each feature's statistics (name, kind, stats per window).
+
+    ``labels`` None: one table over all rows (``w`` = 1, no ``window`` column).
+    :func:`drift_table` computes the statistics from the rows;
+    :mod:`.incremental` from state it keeps up to date batch by batch.
+    """
+    rows = []
+    for name, kind, stats in parts:
+        arrays = {k: np.atleast_1d(np.asarray(v)) for k, v in stats.items()}
+        rows.append(_feature_rows(name, kind, arrays, w))
+    if rows:  # one frame from whole columns, not one frame per feature
+        table = pd.DataFrame(
+            {
+                col: (
+                    [v for r in rows for v in r[col]]
+                    if isinstance(rows[0][col], list)
+                    else np.concatenate([np.asarray(r[col]) for r in rows])
+                )
+                for col in rows[0]
+            }
+        )
+    else:
+        table = pd.DataFrame(columns=COLUMNS)
     if labels is not None:
-        table.insert(0, "window", np.tile(np.asarray(labels), len(names)))
+        table.insert(0, "window", np.tile(np.asarray(labels), len(parts)))
         table = table.sort_values("window", kind="stable").reset_index(drop=True)
     table["drifted"] = _flag(table, alpha, psi_threshold, ks_threshold, js_threshold).astype(bool)
     return table[(["window"] if labels is not None else []) + COLUMNS]

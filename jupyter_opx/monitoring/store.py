@@ -12,7 +12,13 @@ transaction that bumps the change sequence. A batch is therefore durable and
 visible at once, or not at all. Reading a model's events concatenates its
 segments (pyarrow reads millions of rows a second) and drops re-sent events
 by their event key; a per-process cache keeps what was read and adds only new
-segments, so a live view stays cheap. :func:`compact` merges small segments.
+segments, so a live view stays cheap: a new segment's rows are checked against
+the held event keys (a set of their high halves first, the full 128-bit key
+only on a match) and merged in by time (appended when they are the newest,
+the usual case) instead of deduplicating and sorting everything again.
+:func:`read_delta` also tells a reader which rows arrived since its last read,
+which :mod:`.incremental` folds into the metrics. :func:`compact` merges
+small segments (readers then start again from the merged segment).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, delete, insert, select
 
@@ -109,10 +116,22 @@ def _read_segment(ws: Workspace, digest: str) -> pd.DataFrame:
     return pq.read_table(pa.BufferReader(pa.py_buffer(data))).to_pandas()
 
 
+_EMPTY_COLUMNS = {
+    "id": "str",
+    "ts": "datetime64[ns, UTC]",
+    "eid_hi": "uint64",
+    "eid_lo": "uint64",
+}
+_HISTORY = 16  # deltas kept per cached stream, for readers a few batches behind
+
+
 class _Cached:
     def __init__(self) -> None:
         self.ids: list[int] = []
         self.frame: pd.DataFrame | None = None
+        self.hi: set[int] = set()  # eid_hi of the rows held: a first, cheap dedupe filter
+        # (segment ids before, rows those segments added): the last few extensions
+        self.deltas: list[tuple[tuple[int, ...], pd.DataFrame]] = []
         self.lock = threading.Lock()
 
 
@@ -120,11 +139,68 @@ _cache: dict[tuple[str, str, str], _Cached] = {}
 _cache_lock = threading.Lock()
 
 
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({k: pd.Series(dtype=v) for k, v in _EMPTY_COLUMNS.items()})
+
+
+def _dedupe_sort(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.drop_duplicates(["eid_hi", "eid_lo"], keep="first")
+    return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def _fresh_rows(entry: _Cached, parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of new segments that the cached frame does not hold yet, by time.
+
+    The same rows a cold read would add: re-sent events (already held, or
+    repeated within the new segments) are dropped, the first copy kept.
+    """
+    new = _dedupe_sort(pd.concat(parts, ignore_index=True, sort=False))
+    hi = new["eid_hi"].to_numpy()
+    maybe = np.fromiter((h in entry.hi for h in hi.tolist()), dtype=bool, count=len(hi))
+    if maybe.any():  # same high half: compare the whole 128-bit key with the held rows
+        assert entry.frame is not None
+        held = entry.frame[["eid_hi", "eid_lo"]]
+        cand = new.loc[maybe, ["eid_hi", "eid_lo"]].reset_index()
+        seen = cand.merge(held, on=["eid_hi", "eid_lo"], how="inner")["index"].to_numpy()
+        if len(seen):
+            new = new.drop(index=seen).reset_index(drop=True)
+    return new
+
+
+def _extend(entry: _Cached, new: pd.DataFrame) -> pd.DataFrame:
+    """The cached frame with ``new`` rows merged in by time (stable: held rows first)."""
+    old = entry.frame
+    assert old is not None
+    if not len(new):
+        return old
+    frame = pd.concat([old, new], ignore_index=True, sort=False)
+    if len(old) and len(new) and new["ts"].iloc[0] < old["ts"].iloc[-1]:
+        # late events: a stable sort keeps held rows before new ones at equal times
+        order = np.argsort(frame["ts"].array.asi8, kind="stable")
+        frame = frame.take(order).reset_index(drop=True)
+    return frame
+
+
 def read(ws: Workspace, model: str, kind: str) -> pd.DataFrame:
     """All events of a model and kind, each once (re-sent events dropped), by time.
 
     Segments read before in this process are not read again: only new ones
-    are added to what is cached.
+    are read, and merged into what is cached (re-sent events checked against
+    the held keys, a merge by time instead of a sort of everything).
+    """
+    return read_delta(ws, model, kind)[0]
+
+
+def read_delta(
+    ws: Workspace, model: str, kind: str, since: tuple[int, ...] | None = None
+) -> tuple[pd.DataFrame, tuple[int, ...], pd.DataFrame | None]:
+    """Like :func:`read`, plus what changed since an earlier read.
+
+    Returns ``(frame, ids, delta)``: the events, the segment ids they come
+    from (pass them as ``since`` next time) and the rows added since the read
+    that returned ``since`` — every row of ``frame`` not in the earlier frame,
+    by time — or None when that is unknown (``since`` not given, too old, or
+    segments were compacted or removed): then start again from ``frame``.
     """
     check_kind(kind)
     key = (str(ws.root), model, kind)
@@ -134,29 +210,33 @@ def read(ws: Workspace, model: str, kind: str) -> pd.DataFrame:
         rows = segments(ws, model, kind)
         ids = [r.id for r in rows]
         if entry.frame is not None and ids[: len(entry.ids)] == entry.ids:
-            new = rows[len(entry.ids) :]
-            parts = [entry.frame] if new else []
+            new_rows = rows[len(entry.ids) :]
+            if new_rows:
+                before = tuple(entry.ids)
+                fresh = _fresh_rows(entry, [_read_segment(ws, r.digest) for r in new_rows])
+                entry.frame = _extend(entry, fresh)
+                entry.hi.update(fresh["eid_hi"].tolist())
+                entry.ids = ids
+                entry.deltas = [*entry.deltas[-(_HISTORY - 1) :], (before, fresh)]
         else:  # first read, or segments were compacted: start again
-            new, parts = rows, []
-        parts += [_read_segment(ws, r.digest) for r in new]
-        if new or entry.frame is None:
+            parts = [_read_segment(ws, r.digest) for r in rows]
             frame = (
-                pd.concat(parts, ignore_index=True, sort=False)
-                if parts
-                else pd.DataFrame(
-                    {
-                        "id": pd.Series(dtype=str),
-                        "ts": pd.Series(dtype="datetime64[ns, UTC]"),
-                        "eid_hi": pd.Series(dtype="uint64"),
-                        "eid_lo": pd.Series(dtype="uint64"),
-                    }
-                )
+                _dedupe_sort(pd.concat(parts, ignore_index=True, sort=False)) if parts else _empty()
             )
-            frame = frame.drop_duplicates(["eid_hi", "eid_lo"], keep="first")
-            frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
-            entry.frame, entry.ids = frame, ids
+            entry.frame, entry.ids, entry.deltas = frame, ids, []
+            entry.hi = set(frame["eid_hi"].tolist())
         assert entry.frame is not None
-        return entry.frame
+        now = tuple(entry.ids)
+        delta: pd.DataFrame | None = None
+        if since is not None:
+            if since == now:
+                delta = entry.frame.iloc[:0]
+            else:
+                starts = [i for i, (b, _) in enumerate(entry.deltas) if b == since]
+                if starts:
+                    chain = [d for _, d in entry.deltas[starts[-1] :]]
+                    delta = chain[0] if len(chain) == 1 else _dedupe_sort(pd.concat(chain))
+        return entry.frame, now, delta
 
 
 def last_event_time(ws: Workspace, model: str, kind: str = "predictions") -> datetime | None:
