@@ -165,3 +165,27 @@ def test_read_delta_reports_only_new_rows(ws):
     # unknown or stale `since`: None, start again
     assert store.read_delta(ws, "churn", "predictions", (999,))[2] is None
     assert len(store.read_delta(ws, "churn", "predictions", since3)[2]) == 0
+
+
+@pytest.mark.parametrize("kind", ["continuous", "discrete"])
+def test_counts_by_search_and_by_bincount_agree(monkeypatch, kind):
+    """Few windows count by binary search in sorted values, many by one bincount."""
+    from jupyter_opx.monitoring import drift
+    from jupyter_opx.snapshots.summaries import summarize
+
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"x": rng.normal(size=5000), "d": rng.integers(0, 5, 5000).astype(float)})
+    summary = summarize(ref)["features"]
+    n = 20_000
+    if kind == "continuous":
+        values, ref_of = np.r_[rng.normal(0.3, size=n), [np.nan] * 10, [9.0] * 5], summary["x"]
+    else:  # unseen values 5, 6; ties everywhere
+        values, ref_of = rng.integers(0, 7, n + 15).astype(float), summary["d"]
+    groups = rng.integers(0, 50, len(values))
+    results = []
+    for limit in (1000, 0):
+        monkeypatch.setattr(drift, "_SEARCH_WINDOWS", limit)
+        results.append(drift.numeric_drift(values, ref_of, groups=groups, n_groups=50))
+    assert set(results[0]) == set(results[1])
+    for key in results[0]:
+        np.testing.assert_allclose(results[0][key], results[1][key], rtol=1e-12, equal_nan=True)

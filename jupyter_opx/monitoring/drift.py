@@ -24,6 +24,7 @@ from scipy import special, stats
 from scipy.spatial import distance
 
 EPS = 1e-4
+_SEARCH_WINDOWS = 32  # up to this many windows, counts by binary search per window
 
 
 def reference_cdf(
@@ -259,10 +260,20 @@ def numeric_stats_sorted(
         keys = np.sort(np.array([float(k) for k in cats], dtype=float))
         k = len(keys)
         repeated = np.r_[False, keys[1:] == keys[:-1]]  # "1" and "1.0": counted once
-        outside = np.zeros(w)
-        cur = np.zeros((w, nb))
-        table = np.zeros((w, k + 1))
-        for j in np.flatnonzero(filled).tolist():
+        outside: Any = np.zeros(w)
+        cur: Any = np.zeros((w, nb))
+        table: Any = np.zeros((w, k + 1))
+        if w > _SEARCH_WINDOWS:  # many windows: one vectorised pass over the values
+            gv = np.repeat(np.arange(w), m)
+            outside = np.bincount(gv[(sv < lo_edge) | (sv > hi_edge)], minlength=w).astype(float)
+            idx = np.searchsorted(edges, sv, side="left")  # bin_index
+            cur = np.bincount(gv * nb + idx, minlength=w * nb).reshape(w, nb).astype(float)
+            if k:
+                pos = np.clip(np.searchsorted(keys, sv), 0, k - 1)
+                code = np.where(keys[pos] == sv, pos, k)
+                hits = np.bincount(gv * (k + 1) + code, minlength=w * (k + 1))
+                table = hits.reshape(w, k + 1).astype(float)
+        for j in np.flatnonzero(filled).tolist() if w <= _SEARCH_WINDOWS else []:
             seg = sv[bounds[j] : bounds[j + 1]]
             size = len(seg)
             below = np.searchsorted(seg, lo_edge, side="left")

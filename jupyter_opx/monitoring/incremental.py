@@ -110,19 +110,13 @@ class _Feature:
 
     def table(self, labels: np.ndarray) -> dict[str, np.ndarray]:
         """Statistics per window of ``labels`` (empty windows: 0 rows, NaN statistics)."""
-        keys: list[str] = []
-        for st in self.stats.values():
-            keys = list(st)
-            break
-        out: dict[str, np.ndarray] = {}
-        for key in keys:
-            ints = key in _STAT_KEYS_INT
-            fill = 0 if ints else np.nan
-            out[key] = np.array(
-                [self.stats[lab][key] if lab in self.stats else fill for lab in labels.tolist()],
-                dtype=np.int64 if ints else float,
-            )
-        return out
+        keys: list[str] = next((list(st) for st in self.stats.values()), [])
+        empty = {k: (0 if k in _STAT_KEYS_INT else np.nan) for k in keys}
+        found = [self.stats.get(lab, empty) for lab in labels.tolist()]
+        return {
+            k: np.array([st[k] for st in found], dtype=np.int64 if k in _STAT_KEYS_INT else float)
+            for k in keys
+        }
 
 
 @dataclass
