@@ -75,6 +75,7 @@ bench: venv
 	$(BIN)/python bench/bench_snapshot.py
 	$(BIN)/python bench/bench_jobs.py --jitter
 	$(BIN)/python bench/bench_feedback.py
+	$(BIN)/python bench/bench_api.py
 
 clean:
 	rm -rf $(VENV) demo-workspace .pytest_cache .mypy_cache .ruff_cache test-artifacts
