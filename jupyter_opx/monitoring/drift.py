@@ -216,6 +216,7 @@ def numeric_stats_sorted(
     rows: np.ndarray,
     reference: Mapping[str, Any],
     eps: float = EPS,
+    cdf: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """The statistics of :func:`numeric_drift` from values already sorted per window.
 
@@ -229,6 +230,9 @@ def numeric_stats_sorted(
         Values given per window, missing ones included.
     reference, eps
         See :func:`numeric_drift`.
+    cdf : (numpy.ndarray, numpy.ndarray), optional
+        F_ref(x) and F_ref(x−) at each value of ``sv`` (:func:`reference_cdf`),
+        when the caller keeps them (see :mod:`.incremental`).
 
     Returns
     -------
@@ -316,7 +320,12 @@ def numeric_stats_sorted(
             # window start and size of each run (scalars for a single window)
             base: Any = bounds[gu] if gu is not None else 0
             span: Any = m[gu] if gu is not None else m[0]
-            f_right, f_left = _cdf_both(reference, u)
+            if cdf is None:
+                f_right, f_left = _cdf_both(reference, u)
+            elif u is sv:
+                f_right, f_left = cdf
+            else:
+                f_right, f_left = cdf[0][first], cdf[1][first]
             gap = np.maximum((stop - base) / span - f_right, f_left - (first - base) / span)
             out["ks"][filled] = np.maximum.reduceat(
                 gap, np.searchsorted(first, bounds[:-1][filled])

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .drift import categorical_stats_counts, category_counts, numeric_stats_sorted
+from .drift import _cdf_both, categorical_stats_counts, category_counts, numeric_stats_sorted
 from .drift_table import _kind, assemble
 from .ingest import FEATURE_PREFIX
 from .joins import attach_arms, latest_before
@@ -63,9 +63,17 @@ class _Feature:
     kind: str
     ref: Mapping[str, Any]
     sorted: dict[int, np.ndarray] = field(default_factory=dict)  # numeric, discrete
+    # F_ref(x) and F_ref(x−) at each sorted value (the KS pass needs them all)
+    cdf: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     counts: dict[int, np.ndarray] = field(default_factory=dict)  # categorical
     rows: dict[int, int] = field(default_factory=dict)
     stats: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def testable(self) -> bool:
+        """Whether the reference has values to test against (else no KS, no CDF)."""
+        ref = self.ref
+        return ref.get("min") is not None and ("values" in ref or "quantiles" in ref)
 
     def add(self, values: Any, labels: np.ndarray, eps: float) -> None:
         """Merge new rows (values with their window starts) and refresh those windows."""
@@ -87,11 +95,17 @@ class _Feature:
                 part = x[a:b]
                 self.rows[lab] = self.rows.get(lab, 0) + len(part)
                 part = np.sort(part[~np.isnan(part)])
+                right, left = _cdf_both(self.ref, part) if self.testable else (part, part)
                 old = self.sorted.get(lab)
                 if old is None or not len(old):
-                    self.sorted[lab] = part
+                    self.sorted[lab], self.cdf[lab] = part, (right, left)
                 elif len(part):
-                    self.sorted[lab] = np.insert(old, np.searchsorted(old, part), part)
+                    at = np.searchsorted(old, part)
+                    self.sorted[lab] = np.insert(old, at, part)
+                    o_right, o_left = self.cdf[lab]
+                    n_right = np.insert(o_right, at, right)
+                    shared = left is right and o_left is o_right  # a continuous reference CDF
+                    self.cdf[lab] = (n_right, n_right if shared else np.insert(o_left, at, left))
         self._refresh(touched.tolist(), eps)
 
     def _refresh(self, labels: list[int], eps: float) -> None:
@@ -103,8 +117,20 @@ class _Feature:
         else:
             arrays = [self.sorted[lab] for lab in labels]
             bounds = np.r_[0, np.cumsum([len(a) for a in arrays])].astype(np.int64)
-            sv = np.concatenate(arrays) if arrays else np.zeros(0)
-            stats = numeric_stats_sorted(sv, bounds, rows, self.ref, eps)
+            one = len(labels) == 1
+            sv = arrays[0] if one else np.concatenate(arrays)
+            cdf = None
+            if self.testable:
+                pairs = [self.cdf[lab] for lab in labels]
+                cdf = (
+                    pairs[0]
+                    if one
+                    else (
+                        np.concatenate([p[0] for p in pairs]),
+                        np.concatenate([p[1] for p in pairs]),
+                    )
+                )
+            stats = numeric_stats_sorted(sv, bounds, rows, self.ref, eps, cdf=cdf)
         for i, lab in enumerate(labels):
             self.stats[lab] = {k: np.asarray(v)[i] for k, v in stats.items()}
 
