@@ -231,6 +231,16 @@ def test_exits_fail_the_run(store, notebook, name, ename, printed):
     wait_for(lambda: not kernel_pids(store, run.id), timeout=5)
 
 
+def test_a_kernel_that_is_not_installed_fails_the_run(store, notebook):
+    opx.create_job("nokernel", notebook("no_params"), kernel="no-such-kernel-opx")
+    run = opx.run_job("nokernel", wait=True)
+
+    assert run.status == "failed"
+    assert run.error["ename"] == "NoSuchKernel"
+    assert "kernel not installed" in run.error["evalue"]
+    assert opx.list_runs(status="running") == []
+
+
 def test_retries_with_backoff(store, notebook, tmp_path):
     marker = tmp_path / "attempts.txt"
     opx.create_job(

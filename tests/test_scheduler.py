@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -311,3 +312,146 @@ def test_scheduler_command_once(ws, capsys):
     assert main(["scheduler", "--once"]) == 0
     assert f"dispatched 1 run(s): [{run.id}]" in capsys.readouterr().out
     assert opx.get_run(run.id).status == "succeeded"
+
+
+# -- runs readied ahead of their fire time ----------------------------------------------
+def test_scheduler_readies_a_runner_before_the_fire_time(ws):
+    """A runner started ahead takes the fire's run: on time, with its scheduled time."""
+    clock = Clock()
+    job = opx.create_job(
+        "minutely", JOBS / "no_params.ipynb", schedule="* * * * *", env=["OPX_TEST_FIXED=7"]
+    )
+    sched = Scheduler(ws, clock=clock, ready_ahead=10)
+    try:
+        clock.now = job.next_run - timedelta(seconds=5)
+        assert sched.step() == []
+        assert sched.next_fire == job.next_run
+        fire, proc = sched.local.standby["minutely"]
+        assert fire == job.next_run
+        sched.step()  # a fire time is readied once
+        assert sched.local.standby["minutely"][1] is proc
+        assert opx.list_runs() == []  # nothing is queued before the fire time
+        clock.now = job.next_run + timedelta(milliseconds=100)
+        [run_id] = sched.step()
+        assert sched.local.procs[run_id] is proc  # handed to the runner started ahead
+        assert sched.local.standby == {}  # the next fire time is a minute away
+        assert proc.wait(60) == 0
+        run = opx.get_run(run_id)
+        assert run.status == "succeeded", run.error
+        assert run.trigger == "schedule"
+        assert run.scheduled_for == job.next_run
+        assert run.worker.split(":")[1] == str(proc.pid)
+        logs = opx.run_logs(run_id)
+        assert "using a pre-started kernel" in logs
+        assert "fixed 7" in logs  # the run's env reached the kernel started before it
+        assert sched.enqueue_due() == []  # and the fire time is not queued again
+    finally:
+        sched.close()
+
+
+def test_runner_readied_for_a_skipped_fire_time_is_released(ws):
+    from jupyter_opx.jobs.definitions import set_enabled
+
+    clock = Clock()
+    job = opx.create_job("minutely", JOBS / "no_params.ipynb", schedule="* * * * *")
+    sched = Scheduler(ws, clock=clock, ready_ahead=10)
+    try:
+        clock.now = job.next_run - timedelta(seconds=5)
+        sched.step()
+        _, proc = sched.local.standby["minutely"]
+        set_enabled(ws, "minutely", False)
+        clock.now = job.next_run + timedelta(seconds=1)
+        assert sched.step() == []
+        assert sched.local.standby == {}
+        assert proc.wait(60) == 0  # it discarded its kernel unused and exited
+        assert opx.list_runs() == []
+    finally:
+        sched.close()
+
+
+def test_only_the_lease_holder_readies_and_queues(ws):
+    clock = Clock()
+    job = opx.create_job("minutely", JOBS / "no_params.ipynb", schedule="* * * * *")
+    active = Scheduler(ws, clock=clock, ready_ahead=10)
+    other = Scheduler(ws, clock=clock, ready_ahead=10)
+    try:
+        clock.now = job.next_run - timedelta(seconds=5)
+        active.step()
+        other.step()
+        assert active.leader and not other.leader
+        assert "minutely" in active.local.standby
+        assert other.local.standby == {}  # a scheduler on standby readies nothing
+        clock.now = job.next_run + timedelta(milliseconds=100)
+        assert len(active.step()) == 1
+        assert other.step() == []
+        assert other.enqueue_due() == []  # even past the lease: no second run
+        wait_finished(active)
+        [run] = opx.list_runs()
+        assert run.status == "succeeded", run.error
+        assert run.scheduled_for == job.next_run
+    finally:
+        other.close()
+        active.close()
+
+
+def test_loop_wakes_at_the_fire_time_not_at_the_next_tick(ws):
+    job = opx.create_job("minutely", JOBS / "no_params.ipynb", schedule="* * * * *")
+    # a clock running 1.5 s before the fire time when the loop starts
+    offset = job.next_run - utcnow() - timedelta(seconds=1.5)
+    sched = Scheduler(ws, clock=lambda: utcnow() + offset, tick=30.0, ready_ahead=0)
+    stop = threading.Event()
+    loop = threading.Thread(target=sched.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        _wait_for(lambda: opx.list_runs() != [], 20)
+        [run] = opx.list_runs()
+        assert run.scheduled_for == job.next_run
+        # queued when the clock reached the fire time, not a 30 s tick later
+        late = (run.created_at + offset - job.next_run).total_seconds()
+        assert 0 <= late < 1.0
+        _wait_for(lambda: opx.get_run(run.id).finished, 60)
+        assert opx.get_run(run.id).status == "succeeded"
+    finally:
+        stop.set()
+        loop.join(30)
+
+
+def test_standby_runner_serves_one_run_then_discards_its_kernel(ws, monkeypatch):
+    import io
+
+    from jupyter_opx.jobs import runner, warm
+
+    discarded = []
+    real_discard = warm.discard
+
+    def discard(km):
+        discarded.append(km)
+        real_discard(km)
+
+    monkeypatch.setattr(warm, "discard", discard)
+    opx.create_job("plain", JOBS / "no_params.ipynb")
+    # told nothing (the scheduler stopped): the kernel goes unused
+    assert runner.standby(ws, "plain", io.StringIO("")) is None
+    assert len(discarded) == 1
+    run = R.create_run(ws, "plain")
+    done = runner.standby(ws, "plain", io.StringIO(f"{run.id}\n"))
+    assert done is not None and done.status == "succeeded", done.error
+    assert "using a pre-started kernel" in opx.run_logs(run.id)
+    assert len(discarded) == 2 and discarded[0] is not discarded[1]
+
+
+def test_ready_client_does_not_wait_for_iopub_silence():
+    """jupyter_client's readiness check ends with 0.2 s of IOPub silence; ours does not."""
+    from jupyter_opx.jobs import warm
+
+    km = warm.start_kernel("python3", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        warm.wait_ready(km)  # booted
+        took = []
+        for _ in range(3):
+            start = time.monotonic()
+            warm.wait_ready(km)  # a new client: connect, kernel_info, IOPub proven
+            took.append(time.monotonic() - start)
+        assert min(took) < warm.IOPUB_WAIT
+    finally:
+        warm.discard(km)

@@ -6,9 +6,11 @@ so a run behaves the same wherever it runs; only the process differs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from datetime import datetime
 from typing import Any
 
 from ..exceptions import ValidationError
@@ -40,8 +42,52 @@ def spawn_runner(ws: Workspace, run_id: int, detach: bool = True) -> subprocess.
         )
 
 
+def spawn_standby(ws: Workspace, job_name: str, fire: datetime) -> subprocess.Popen[bytes]:
+    """Start ``python -m jupyter_opx.jobs.runner --standby JOB`` ahead of a fire time.
+
+    The process imports what a run needs and starts a kernel for the job, then
+    waits for a run id on its stdin (:func:`hand_over`); it exits, discarding
+    its kernel, when its stdin closes without one (the scheduler stopped or no
+    longer needs it).
+    """
+    logs = ws.root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OPX_HOME": str(ws.root)}
+    name = f"runner-{job_name}-{fire:%Y%m%dT%H%M%S}.log"
+    with open(logs / name, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "jupyter_opx.jobs.runner", "--standby", job_name],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def hand_over(proc: subprocess.Popen[bytes], run_id: int | None) -> bool:
+    """Give a standby runner its run (or, with None, tell it to exit); False if it is gone."""
+    assert proc.stdin is not None
+    try:
+        if run_id is not None and proc.poll() is None:
+            proc.stdin.write(f"{run_id}\n".encode())
+            proc.stdin.flush()
+            return True
+        return False
+    except OSError:  # it died: its end of the pipe is closed
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+
+
 class LocalExecutor:
-    """Runs in subprocesses, at most ``max_workers`` at a time."""
+    """Runs in subprocesses, at most ``max_workers`` at a time.
+
+    A run's process can be started ahead of its run (:meth:`prepare`, for an
+    imminent fire time of a job): it then already holds a started kernel when
+    the run is handed to it, and the run starts without waiting for Python,
+    papermill and a kernel to start.
+    """
 
     def __init__(self, ws: Workspace, max_workers: int = 2) -> None:
         if max_workers < 1:
@@ -49,23 +95,50 @@ class LocalExecutor:
         self.ws = ws
         self.max_workers = max_workers
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        #: runner processes started ahead: job name → (fire time, process)
+        self.standby: dict[str, tuple[datetime, subprocess.Popen[bytes]]] = {}
+        self._released: list[subprocess.Popen[bytes]] = []
 
     @property
     def free_slots(self) -> int:
         self.poll()
         return self.max_workers - len(self.procs)
 
-    def submit(self, run_id: int) -> None:
+    def submit(self, run_id: int, job_name: str | None = None) -> bool:
+        """Start a run; True when a runner started ahead for ``job_name`` took it."""
+        ahead = self.standby.pop(job_name, None) if job_name is not None else None
+        if ahead is not None and hand_over(ahead[1], run_id):
+            self.procs[run_id] = ahead[1]
+            return True
         self.procs[run_id] = spawn_runner(self.ws, run_id, detach=False)
+        return False
+
+    def prepare(self, job_name: str, fire: datetime) -> None:
+        """Start a runner for ``job_name`` ahead of its fire time (one per job)."""
+        if job_name not in self.standby:
+            self.standby[job_name] = (fire, spawn_standby(self.ws, job_name, fire))
+
+    def release(self, job_name: str) -> None:
+        """Let the runner started ahead for ``job_name`` go (it discards its kernel)."""
+        ahead = self.standby.pop(job_name, None)
+        if ahead is not None:
+            hand_over(ahead[1], None)
+            self._released.append(ahead[1])
+
+    def release_all(self) -> None:
+        for job_name in list(self.standby):
+            self.release(job_name)
 
     def poll(self) -> list[int]:
         """Forget finished processes; returns their run ids."""
         done = [rid for rid, p in self.procs.items() if p.poll() is not None]
         for rid in done:
             del self.procs[rid]
+        self._released = [p for p in self._released if p.poll() is None]
         return done
 
     def shutdown(self, wait: bool = True) -> None:
+        self.release_all()
         if wait:
             for p in self.procs.values():
                 p.wait()

@@ -34,6 +34,7 @@ from ..store.db import utcnow
 from ..workspace import Workspace, get_workspace
 from . import runs as R
 from .definitions import Job, get_job, notebook_of
+from .warm import new_kernel_manager, start_kernel
 
 HEARTBEAT_SECONDS = 2.0
 LOG_FLUSH_SECONDS = 0.3
@@ -71,6 +72,7 @@ class _Attempt:
         self.stop_reason: str | None = None  # "timed_out" | "cancelled"
         self.killed_pid: int | None = None
         self.cells_done = 0
+        self.cells_recorded = 0
         self.current_cell: int | None = None
         self.logs: list[tuple[str, str]] = []
         self.lock = threading.Lock()
@@ -90,11 +92,15 @@ class _Attempt:
         self.current_cell = index
 
     def cell_done(self, cell: Any) -> None:
+        # recorded by the watcher thread with the logs: no database write between cells
         if cell.get("cell_type") == "code":
             self.cells_done += 1
-            R.set_fields(
-                self.ws, self.run_id, f"#{self.run_id} progress", cells_done=self.cells_done
-            )
+
+    def flush_progress(self) -> None:
+        done = self.cells_done
+        if done != self.cells_recorded:
+            R.set_fields(self.ws, self.run_id, f"#{self.run_id} progress", cells_done=done)
+            self.cells_recorded = done
 
     def kill_kernel(self, reason: str) -> None:
         """Record why the attempt stops and kill its kernel, once it has a process.
@@ -112,11 +118,12 @@ class _Attempt:
                 kill()
 
     def watch(self) -> None:
-        """Heartbeats, log flushing, the whole-run deadline and cancel requests."""
+        """Heartbeats, logs and progress flushed, the whole-run deadline, cancel requests."""
         last_beat = 0.0
         while not self.done.wait(LOG_FLUSH_SECONDS):
             with contextlib.suppress(Exception):
                 self.flush_logs()
+                self.flush_progress()
             now = time.monotonic()
             if self.deadline is not None and now > self.deadline:
                 if self.stop_reason is None:
@@ -150,7 +157,6 @@ def _run_specific(env: dict[str, str]) -> dict[str, str]:
 
 
 def _register_engine() -> None:
-    from jupyter_client.manager import AsyncKernelManager
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
 
@@ -173,7 +179,10 @@ def _register_engine() -> None:
             env: dict[str, str] = kwargs.pop("opx_env")
             cwd: str = kwargs.pop("opx_cwd")
             kernel_output: Any = kwargs.pop("opx_kernel_output")
-            warm_km: Any = kwargs.pop("opx_km", None)
+            # a kernel started before papermill was called: by the runner (with this
+            # run's env and cwd) or ahead of the run (pre-started: given them below)
+            km: Any = kwargs.pop("opx_km", None)
+            prestarted: bool = kwargs.pop("opx_prestarted", False)
             kwargs.pop("input_path", None)
             attempt.nb_man = nb_man
             started, completed = nb_man.cell_start, nb_man.cell_complete
@@ -188,9 +197,7 @@ def _register_engine() -> None:
                 return result
 
             nb_man.cell_start, nb_man.cell_complete = cell_start, cell_complete
-            # nbclient needs the async manager: with a blocking client its wait for a
-            # reply would block the loop that notices a dead kernel
-            attempt.km = warm_km or AsyncKernelManager(kernel_name=kernel_name)
+            attempt.km = km or new_kernel_manager(kernel_name)
             client = _Client(
                 nb_man,
                 km=attempt.km,
@@ -202,7 +209,7 @@ def _register_engine() -> None:
                 stderr_file=stderr_file,
                 **kwargs,
             )
-            if warm_km is not None:
+            if prestarted:
                 # a kernel started before the run: give it this run's environment and
                 # working directory before the first cell
                 client.opx_setup = (
@@ -211,10 +218,20 @@ def _register_engine() -> None:
                     f"_opx_os.chdir({cwd!r})\n"
                     "del _opx_os\n"
                 )
-                return client.execute()
-            # the kernel process's own stdout/stderr (not the cells'): kept out of the
-            # terminal of `opx job run --wait`, logged when the kernel itself failed
-            return client.execute(env=env, cwd=cwd, stdout=kernel_output, stderr=subprocess.STDOUT)
+            try:
+                if km is not None:
+                    return client.execute()
+                # the kernel process's own stdout/stderr (not the cells'): kept out of the
+                # terminal of `opx job run --wait`, logged when the kernel itself failed
+                return client.execute(
+                    env=env, cwd=cwd, stdout=kernel_output, stderr=subprocess.STDOUT
+                )
+            finally:
+                # the client does not own the kernel manager, so it leaves its channels
+                # (and their heartbeat thread) running: stop them
+                if client.kc is not None:
+                    with contextlib.suppress(Exception):
+                        client.kc.stop_channels()
 
     class _Client(PapermillNotebookClient):
         """papermill's client, able to run a silent set-up snippet before the cells."""
@@ -288,38 +305,51 @@ def _run_attempt(
     env: dict[str, str],
     warm_km: Any = None,
 ) -> tuple[str, dict[str, Any] | None, Any]:
-    """Execute the notebook once; returns ``(status, error, output notebook)``."""
-    import nbformat
-    import papermill as pm
+    """Execute the notebook once; returns ``(status, error, output notebook)``.
 
-    _ensure_engine()
+    Without a pre-started kernel, the run's kernel is launched first, with the
+    run's environment and working directory, and boots while papermill and
+    nbformat are imported and the notebook is prepared.
+    """
     timeout = job.settings.get("timeout")
     deadline = time.monotonic() + float(timeout) if timeout else None
     attempt = _Attempt(ws, run_id, deadline)
     workdir = tempfile.mkdtemp(prefix=f"opx-run-{run_id}-")
     src = os.path.join(workdir, "input.ipynb")
-    nb = notebook_of(ws, job)
-    nbformat.write(nb, src)
-    total = sum(1 for c in nb.cells if c.cell_type == "code") + (1 if values else 0)
-    R.set_fields(ws, run_id, f"#{run_id} start", cells_total=total, cells_done=0)
     cwd = job.notebook_path and str(Path(job.notebook_path).parent)
     if not cwd or not os.path.isdir(cwd):
         cwd = workdir
+    kernel = job.settings.get("kernel")
     watcher = threading.Thread(target=attempt.watch, name=f"opx-run-{run_id}", daemon=True)
     watcher.start()
     attempt.log(
         f"{'using a pre-started' if warm_km is not None else 'starting'} kernel "
-        f"{job.settings.get('kernel')} for {job.name} v{job.version}"
+        f"{kernel} for {job.name} v{job.version}"
     )
     status, error = "succeeded", None
     kernel_output = open(os.path.join(workdir, "kernel.log"), "w+b")  # noqa: SIM115
     try:
+        km = warm_km
+        if km is None and kernel:
+            # the kernel process's own stdout/stderr (not the cells'): kept out of the
+            # terminal of `opx job run --wait`, logged when the kernel itself failed
+            km = attempt.km = start_kernel(
+                kernel, env=env, cwd=cwd, stdout=kernel_output, stderr=subprocess.STDOUT
+            )
+        import nbformat
+        import papermill as pm
+
+        _ensure_engine()
+        nb = notebook_of(ws, job)
+        nbformat.write(nb, src)
+        total = sum(1 for c in nb.cells if c.cell_type == "code") + (1 if values else 0)
+        R.set_fields(ws, run_id, f"#{run_id} start", cells_total=total, cells_done=0)
         pm.execute_notebook(
             src,
             os.path.join(workdir, "output.ipynb"),
             parameters=values or None,
             engine_name="opx",
-            kernel_name=job.settings.get("kernel") or None,
+            kernel_name=kernel or None,
             progress_bar=False,
             request_save_on_cell_execute=False,
             stdout_file=_LogSink(attempt.logs, attempt.lock, "stdout"),
@@ -328,7 +358,8 @@ def _run_attempt(
             opx_env=env,
             opx_cwd=cwd,
             opx_kernel_output=kernel_output,
-            opx_km=warm_km,
+            opx_km=km,
+            opx_prestarted=warm_km is not None,
         )
     except Exception as exc:
         error = _error_from(exc, attempt, timeout)
@@ -342,7 +373,9 @@ def _run_attempt(
         attempt.done.set()
         watcher.join(timeout=5)
         attempt.flush_logs()
-        # nbclient shuts the kernel down; make sure nothing outlives the run
+        with contextlib.suppress(Exception):
+            attempt.flush_progress()
+        # nbclient leaves the kernel it did not start running; nothing outlives the run
         pid = _kernel_pid(attempt.km)
         if pid is not None:
             with contextlib.suppress(OSError):
@@ -418,7 +451,8 @@ def execute_run(ws: Workspace, run_id: int, *, claimed: bool = False, warm_km: A
     except OpxError as exc:
         R.finish(ws, run_id, "failed", error={"ename": type(exc).__name__, "evalue": exc.message})
         return R.get_run(ws, run_id)
-    R.set_fields(ws, run_id, f"#{run_id} resolved", resolved=resolved)
+    if resolved:  # (a run starts with none recorded)
+        R.set_fields(ws, run_id, f"#{run_id} resolved", resolved=resolved)
     env = _run_env(ws, job, run_id)
     try:
         status, error, output = _attempts(ws, job, run_id, values, env, warm_km)
@@ -460,7 +494,8 @@ def _attempts(
     backoff = float(job.settings.get("retry_backoff") or 0)
     status, error, output = "failed", None, None
     for attempt in range(1, retries + 2):
-        R.set_fields(ws, run_id, None, attempt=attempt)
+        if attempt > 1:  # claiming the run recorded attempt 1
+            R.set_fields(ws, run_id, None, attempt=attempt)
         # a pre-started kernel serves the first attempt only: retries get fresh ones
         km = warm_km if attempt == 1 else None
         status, error, output = _run_attempt(ws, job, run_id, values, env, km)
@@ -563,17 +598,72 @@ def _after_run(ws: Workspace, job: Job, run: R.Run) -> None:
             prune_outputs(ws, job.name, int(keep))
 
 
+def standby(ws: Workspace, job_name: str, stdin: Any = None) -> R.Run | None:
+    """Get ready for a run of ``job_name``, wait for its id on ``stdin``, execute it.
+
+    What the scheduler starts a few seconds before a fire time (see
+    :meth:`~jupyter_opx.jobs.executors.LocalExecutor.prepare`): papermill and
+    nbformat are imported and a kernel for the job is started and answering
+    while the fire time comes; the scheduler then queues the run as usual and
+    writes its id here. The kernel serves that run only (it gets the run's
+    environment and working directory before the first cell, as a pre-started
+    kernel) and is discarded after it. An empty line or a closed ``stdin``
+    (the scheduler stopped, or the fire time was skipped) discards it unused.
+    """
+    from .warm import _start, discard
+
+    stdin = stdin or sys.stdin
+    import nbformat  # noqa: F401 - what a run needs, imported while waiting
+    import papermill  # noqa: F401
+
+    _ensure_engine()
+    kernel = get_job(ws, job_name).settings.get("kernel") or "python3"
+    km = None
+    try:
+        km = _start(kernel)
+    except Exception as exc:  # e.g. not installed: the run reports it with a cold start
+        print(f"opx runner: no kernel started ahead: {type(exc).__name__}: {exc}", flush=True)
+    try:
+        line = stdin.readline().strip()
+        if not line.isdigit():
+            return None
+        run = R.get_run(ws, int(line))
+        if km is not None and get_job(ws, run.job_name, run.job_version).settings.get(
+            "kernel"
+        ) not in (None, kernel):
+            discard(km)  # the job was updated to another kernel since
+            km = None
+        return execute_run(ws, run.id, warm_km=km)
+    finally:
+        if km is not None:
+            discard(km)  # one run per kernel
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jupyter_opx.jobs.runner RUN_ID``: execute one run; exit 0 if it succeeded."""
+    """``python -m jupyter_opx.jobs.runner RUN_ID``: execute one run; exit 0 if it succeeded.
+
+    ``python -m jupyter_opx.jobs.runner --standby JOB``: see :func:`standby`.
+    """
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m jupyter_opx.jobs.runner RUN_ID", file=sys.stderr)
+    ahead = len(args) == 2 and args[0] == "--standby"
+    if not ahead and (len(args) != 1 or not args[0].isdigit()):
+        print("usage: python -m jupyter_opx.jobs.runner RUN_ID | --standby JOB", file=sys.stderr)
         return 2
     try:
-        run = execute_run(get_workspace(), int(args[0]))
+        if ahead:
+            run = standby(get_workspace(), args[1])
+            if run is None:
+                return 0
+        else:
+            run = execute_run(get_workspace(), int(args[0]))
     except OpxError as exc:
         print(f"opx runner: {exc.message}", file=sys.stderr)
         return 1
+    finally:
+        if argv is None:
+            import gc
+
+            gc.freeze()  # the process exits next: no collection over every object left
     return 0 if run.status == "succeeded" else 1
 
 

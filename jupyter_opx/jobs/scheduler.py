@@ -1,6 +1,8 @@
 """The scheduler: runs due jobs, one active scheduler per store.
 
-Each pass (every ``tick`` seconds, 0.25 by default):
+Each pass (every ``tick`` seconds, 0.25 by default; at once when the store's
+change sequence moves, e.g. a run was queued; and exactly at the next fire
+time of a scheduled job, which the loop sleeps until):
 
 1. **Lease** — take or renew the database lease; without it the scheduler is
    on standby and does nothing else (it takes over once the holder's lease
@@ -15,9 +17,17 @@ Each pass (every ``tick`` seconds, 0.25 by default):
    period and waits for the next one.
 3. **Dispatch** — queued runs (scheduled or manual) go to the executor, at
    most ``concurrency`` at a time locally, or to their Dask cluster.
-4. **Reap** — running runs whose runner stopped sending heartbeats (the
+4. **Ready ahead** — ``ready_ahead`` seconds (10 by default) before a local
+   job's fire time, its runner process is started: it imports papermill and
+   starts a kernel for the job, then waits. At the fire time the run is queued
+   as in 2 (so it has its scheduled time, once) and handed to that process,
+   which claims it like any runner; the kernel gets the run's environment and
+   working directory before the first cell and serves that run only. A
+   runner whose fire time passed without a run (skipped, job disabled) or
+   whose scheduler lost the lease or stopped discards its kernel unused.
+5. **Reap** — running runs whose runner stopped sending heartbeats (the
    process died) are marked failed, never left ``running``.
-5. **Alerts** — every ``alert_interval`` seconds the store's alert rules are
+6. **Alerts** — every ``alert_interval`` seconds the store's alert rules are
    evaluated in a background thread (freshness rules need the timer: a job
    that stopped sends no events to react to).
 """
@@ -53,6 +63,8 @@ from .warm import KernelPool, discard
 GRACE = timedelta(seconds=60)
 #: how often the loop looks at the change sequence between passes
 WAKE = 0.05
+#: seconds before a fire time at which the run's process and kernel are started
+READY_AHEAD = 10.0
 
 
 class Scheduler:
@@ -78,6 +90,11 @@ class Scheduler:
         instead of starting a runner process and a kernel.
     alert_interval : float
         Seconds between evaluations of the alert rules (0: never).
+    ready_ahead : float
+        Seconds before a local job's fire time at which its runner process is
+        started (papermill imported, a kernel started and answering), so that
+        the run starts on time: the run is still queued at the fire time, with
+        that time, and handed to this process. 0: runners start at the fire time.
     """
 
     def __init__(
@@ -92,6 +109,7 @@ class Scheduler:
         prestart: int = 0,
         log: Callable[[str], None] | None = None,
         alert_interval: float = 30.0,
+        ready_ahead: float = READY_AHEAD,
     ) -> None:
         self.ws = ws
         self.ttl = ttl
@@ -105,7 +123,15 @@ class Scheduler:
         self.leader = False
         self._renewed_at: datetime | None = None
         self._dispatched: set[int] = set()
+        self._waiting: set[str] = set()  # jobs with queued runs (at the last dispatch)
+        self._pass_time: datetime | None = None
         self.pool: KernelPool | None = KernelPool(prestart) if prestart > 0 else None
+        self.ready_ahead = ready_ahead
+        #: the next fire time of every enabled scheduled job (see :meth:`enqueue_due`)
+        self.upcoming: dict[str, datetime] = {}
+        self.next_fire: datetime | None = None
+        self._local_jobs: set[str] = set()
+        self._readied: dict[str, datetime] = {}  # job → the fire a runner was started for
         self._threads: dict[int, threading.Thread] = {}
         self.alerts = AlertTimer(ws, alert_interval, log=self.log)
 
@@ -113,9 +139,12 @@ class Scheduler:
     def step(self) -> list[int]:
         """One pass; returns the ids of the runs dispatched."""
         if not self._hold_lease():
+            self.local.release_all()  # a standby scheduler readies nothing
+            self._readied.clear()
             return []
         self.enqueue_due()
         started = self.dispatch()
+        self.ready()
         self.reap()
         self.alerts.tick()
         return started
@@ -138,15 +167,30 @@ class Scheduler:
         return self.leader
 
     def enqueue_due(self) -> list[int]:
-        """Queue one run per due fire time (per the job's catch-up policy)."""
-        now = self.clock()
+        """Queue one run per due fire time (per the job's catch-up policy).
+
+        Also notes every scheduled job's next fire time (:attr:`upcoming`), from
+        which the loop wakes on time and runners are started ahead.
+        """
+        now = self._pass_time = self.clock()
         queued = []
+        upcoming: dict[str, datetime] = {}
         for job in list_jobs(self.ws):
-            if not job.enabled or not job.schedule:
+            if not job.enabled or not job.schedule or job.next_run is None:
                 continue
-            run_id = self._enqueue_job(job, now)
-            if run_id is not None:
-                queued.append(run_id)
+            nxt = job.next_run  # read without the write lock: most passes queue nothing
+            if nxt <= now:
+                run_id = self._enqueue_job(job, now)
+                if run_id is not None:
+                    queued.append(run_id)
+                nxt = S.next_fire(job.schedule, job.timezone, now)
+            upcoming[job.name] = nxt
+            if not str(job.settings.get("executor") or "local").startswith(("dask:", "tcp:")):
+                self._local_jobs.add(job.name)
+            else:
+                self._local_jobs.discard(job.name)
+        self.upcoming = upcoming
+        self.next_fire = min(upcoming.values(), default=None)
         return queued
 
     def _enqueue_job(self, job: Job, now: datetime) -> int | None:
@@ -197,10 +241,16 @@ class Scheduler:
             dask.poll()
         with self.ws.db.transaction() as conn:
             queued = conn.execute(
-                select(schema.runs.c.id, schema.runs.c.executor)
+                select(
+                    schema.runs.c.id,
+                    schema.runs.c.executor,
+                    schema.runs.c.job_name,
+                    schema.runs.c.trigger,
+                )
                 .where(schema.runs.c.status == "queued")
                 .order_by(schema.runs.c.id)
             ).all()
+        self._waiting = {r.job_name for r in queued}
         live = set(self.local.procs) | {k for k, t in self._threads.items() if t.is_alive()}
         for dask in self.dask.values():
             live |= set(dask.futures)
@@ -221,12 +271,43 @@ class Scheduler:
                 self._threads = {k: t for k, t in self._threads.items() if t.is_alive()}
                 if self.local.free_slots - len(self._threads) <= 0:
                     continue
-                if not self._run_warm(row.id):
-                    self.local.submit(row.id)
+                # a scheduled run goes to the runner started ahead of its fire time
+                ahead = row.trigger == "schedule" and row.job_name in self.local.standby
+                if ahead or not self._run_warm(row.id):
+                    self.local.submit(row.id, row.job_name if ahead else None)
             self._dispatched.add(row.id)
             started.append(row.id)
             self.log(f"run {row.id}: dispatched to {row.executor}")
         return started
+
+    def ready(self) -> None:
+        """Start runners ahead of imminent fire times; let unneeded ones go.
+
+        A runner started for a fire time that passed without a queued run of
+        its job (skipped by the catch-up policy, the job disabled) is released:
+        it discards its kernel unused. At most ``concurrency`` wait at a time.
+        """
+        now = self._pass_time or self.clock()  # the time the due runs were queued at
+        for job_name, (fire, proc) in list(self.local.standby.items()):
+            gone = proc.poll() is not None
+            if gone or (fire <= now and job_name not in self._waiting):
+                self.local.release(job_name)
+        if self.ready_ahead <= 0:
+            return
+        for job_name, fire in sorted(self.upcoming.items(), key=lambda item: item[1]):
+            soon = (fire - now).total_seconds() <= self.ready_ahead
+            if not soon or len(self.local.standby) >= self.local.max_workers:
+                break
+            if job_name not in self._local_jobs or self._readied.get(job_name) == fire:
+                continue
+            self._readied[job_name] = fire  # once per fire time, even if it fails
+            self.local.release(job_name)  # one for an earlier fire time still waiting
+            try:
+                self.local.prepare(job_name, fire)
+            except OSError as exc:
+                self.log(f"{job_name}: could not start a runner ahead: {exc}")
+                continue
+            self.log(f"{job_name}: runner started ahead of {fire:%Y-%m-%d %H:%M:%S} UTC")
 
     def _run_warm(self, run_id: int) -> bool:
         """Execute a run here, in a thread, on a pre-started kernel if one is ready."""
@@ -285,15 +366,29 @@ class Scheduler:
                 # by `opx job run` is picked up at once, not at the next tick
                 seq = self.ws.change_seq() if self.leader else seen
                 now = time.monotonic()
-                if seq != seen or now >= next_pass:
+                due = self._until_fire() == 0.0
+                if seq != seen or now >= next_pass or due:
                     seen, next_pass = seq, now + self.tick
                     try:
                         self.step()
                     except Exception as exc:  # keep scheduling through transient store errors
                         self.log(f"scheduler pass failed: {type(exc).__name__}: {exc}")
-                stop.wait(min(WAKE, self.tick))
+                        self.next_fire = None
+                    if due and self._until_fire() == 0.0:
+                        self.next_fire = None  # not queued (e.g. a standby): no busy loop
+                # sleep until the next look, or to the next fire time if it comes first
+                wait = min(WAKE, self.tick)
+                if self.leader:
+                    wait = min(wait, self._until_fire())
+                stop.wait(wait)
         finally:
             self.close()
+
+    def _until_fire(self) -> float:
+        """Seconds until the earliest next fire time (0 when due; inf when none)."""
+        if self.next_fire is None:
+            return float("inf")
+        return max(0.0, (self.next_fire - self.clock()).total_seconds())
 
     def close(self) -> None:
         """Release the lease (a standby takes over at once); running runs go on."""
@@ -301,6 +396,7 @@ class Scheduler:
             with contextlib.suppress(Exception):
                 release(self.ws, self.holder)
             self.leader = False
+        self.local.release_all()
         for executor in self.dask.values():
             with contextlib.suppress(Exception):
                 executor.shutdown()
