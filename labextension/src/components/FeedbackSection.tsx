@@ -233,14 +233,22 @@ export function FeedbackSection(props: {
   onModel(model: string): void;
 }): JSX.Element {
   const [win, setWin] = React.useState('1d');
-  const names = useResource(
+  const models = useResource(
     () =>
       requestAPI<Page<DescribeModel>>(`models${query({ limit: 500 })}`).then(
-        p => itemsOf(p).map(m => m.name)
+        p => itemsOf(p)
       ),
     []
   );
-  const model = props.model ?? names.data?.[0] ?? null;
+  const names = {
+    ...models,
+    data: models.data ? models.data.map(m => m.name) : null
+  };
+  // none chosen yet: a model in production ("Open production feedback"), else the first
+  const inProduction = (models.data ?? []).find(
+    m => m.aliases && 'production' in m.aliases
+  );
+  const model = props.model ?? inProduction?.name ?? names.data?.[0] ?? null;
   const fb = useResource<Feedback | null>(
     () =>
       model

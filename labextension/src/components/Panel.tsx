@@ -28,7 +28,11 @@ type Health =
 /** GET /opx/api/version: is the server side there, and of our version? */
 async function checkServer(): Promise<Health> {
   try {
-    const info = await requestAPI<Version>('version');
+    const info = await requestAPI<Version | null>('version');
+    if (typeof info?.version !== 'string') {
+      // something answers there, but not jupyter_opx (a proxy's page, another app)
+      return { state: 'missing', detail: 'no version in the answer' };
+    }
     return compatible(info.version)
       ? { state: 'ok', version: info.version }
       : { state: 'mismatch', version: info.version };

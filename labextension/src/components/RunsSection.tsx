@@ -27,17 +27,23 @@ function Progress(props: { run: DescribeRun }): JSX.Element {
   const pct = known
     ? Math.round((100 * (done as number)) / (total as number))
     : 0;
+  const text = known ? `${done} of ${total} cells` : 'starting';
   return (
-    <div
-      className={`jp-opx-progress${known ? '' : ' jp-opx-progress-busy'}`}
-      role="progressbar"
-      aria-label={`Progress of run ${props.run.id}`}
-      aria-valuemin={0}
-      aria-valuemax={100}
-      aria-valuenow={known ? pct : undefined}
-      aria-valuetext={known ? `${done} of ${total} cells` : 'starting'}
-    >
-      <div style={{ width: known ? `${pct}%` : undefined }} />
+    <div className="jp-opx-progress-row">
+      <div
+        className={`jp-opx-progress${known ? '' : ' jp-opx-progress-busy'}`}
+        role="progressbar"
+        aria-label={`Progress of run ${props.run.id}`}
+        aria-valuemin={0}
+        aria-valuemax={100}
+        aria-valuenow={known ? pct : undefined}
+        aria-valuetext={text}
+      >
+        <div style={{ width: known ? `${pct}%` : undefined }} />
+      </div>
+      <span className="jp-opx-muted" aria-hidden="true">
+        {text}
+      </span>
     </div>
   );
 }
@@ -47,7 +53,8 @@ async function cancel(run: DescribeRun): Promise<void> {
     `Cancel run ${run.id}?`,
     `Stop run ${run.id} of ${run.job}? The kernel is interrupted and the run ends as cancelled.`,
     'Cancel run',
-    true
+    true,
+    'Keep running'
   );
   if (!ok) {
     return;

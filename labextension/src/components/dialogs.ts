@@ -40,18 +40,23 @@ export class FieldsBody extends Widget implements Dialog.IBodyWidget<string[]> {
   }
 }
 
-/** Ask to confirm `message`; true when the user pressed `accept`. */
+/**
+ * Ask to confirm `message`; true when the user pressed `accept`. `dismiss`
+ * labels the other button (say "Keep running" when `accept` itself says
+ * "Cancel …").
+ */
 export async function confirm(
   title: string,
   message: string,
   accept: string,
-  warn = false
+  warn = false,
+  dismiss = 'Cancel'
 ): Promise<boolean> {
   const result = await showDialog({
     title,
     body: message,
     buttons: [
-      Dialog.cancelButton(),
+      Dialog.cancelButton({ label: dismiss }),
       warn
         ? Dialog.warnButton({ label: accept })
         : Dialog.okButton({ label: accept })

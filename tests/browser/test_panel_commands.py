@@ -1,0 +1,179 @@
+"""The panel's server check and its commands, in a real browser.
+
+When /opx/api/version is missing or answers another version (intercepted with
+Playwright's ``page.route``), the panel says what to install, and "Check
+again" recovers once the right server answers. The three commands are in the
+palette (category opx) and in the notebook toolbar, and each steers the
+panel: "Open production feedback" shows the model in production,
+"Create job from notebook" opens the job form for the notebook,
+"Snapshot model…" asks for a name and the model variable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+
+import pytest
+
+from .conftest import ARTIFACTS, Lab
+from .test_panel import NOTEBOOKS, _wait_shell
+
+pytestmark = pytest.mark.timeout(120)
+
+VERSION_ROUTE = "**/opx/api/version*"
+
+
+def _two_models(store) -> None:  # type: ignore[no-untyped-def]
+    """``alpha`` (first by name, not in production) and ``churn`` (in production)."""
+    from sklearn.dummy import DummyClassifier
+
+    import jupyter_opx as opx
+
+    clf = DummyClassifier().fit([[0], [1]], [0, 1])
+    opx.snapshot("alpha", model=clf, workspace=store)
+    snap = opx.snapshot("churn", model=clf, workspace=store)
+    opx.promote(snap.ref, "production", workspace=store)
+
+
+def _answer(status: int, content_type: str, body: str):  # type: ignore[no-untyped-def]
+    """A route handler fulfilling every request with this answer."""
+    return lambda route: route.fulfill(status=status, content_type=content_type, body=body)
+
+
+def test_server_check_and_commands(lab: Lab, page) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    from jupyter_opx._version import __version__
+
+    started = time.monotonic()
+    _two_models(lab.store)
+    shutil.copy(NOTEBOOKS / "typed_params.ipynb", lab.root / "typed_params.ipynb")
+    minor = ".".join(__version__.split(".")[:2])
+    other = f"{int(minor.split('.')[0]) + 1}.0.0"
+
+    # -- another version answers: the panel says which package to install
+    page.route(
+        VERSION_ROUTE,
+        lambda route: route.fulfill(
+            status=200, content_type="application/json", body=json.dumps({"version": other})
+        ),
+    )
+    page.goto(lab.lab_url("lab/tree/typed_params.ipynb"))
+    _wait_shell(page)
+    expect(page.get_by_role("tab", name="typed_params.ipynb")).to_be_visible()
+    page.get_by_role("tab", name=re.compile(r"^opx")).click()
+    panel = page.locator("#jp-opx-panel")
+    alert = panel.get_by_role("alert")
+    expect(alert).to_contain_text(
+        f"The jupyter_opx server extension is version {other}, this panel is {__version__}: "
+        f"pip install jupyter_opx=={__version__} (or upgrade both) and restart JupyterLab"
+    )
+    expect(panel.get_by_role("tablist")).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "panel-version-mismatch.png"))
+
+    # -- no server extension (404), or something else answering: what to install
+    missing = (
+        "The jupyter_opx server extension is not installed or not enabled: "
+        "pip install jupyter_opx and restart JupyterLab"
+    )
+    for status, content_type, body in [
+        (404, "text/html", "<html><body>404 Not Found</body></html>"),
+        (200, "text/html", "<html><body>a proxy's page</body></html>"),
+    ]:
+        page.unroute(VERSION_ROUTE)
+        page.route(VERSION_ROUTE, _answer(status, content_type, body))
+        alert.get_by_role("button", name="Check again").click()
+        expect(alert).to_contain_text(missing)
+    # the server fails outright: it says so, with the server's message
+    page.unroute(VERSION_ROUTE)
+    page.route(
+        VERSION_ROUTE,
+        lambda route: route.fulfill(
+            status=500,
+            content_type="application/json",
+            body=json.dumps({"code": "internal", "message": "store unreachable"}),
+        ),
+    )
+    alert.get_by_role("button", name="Check again").click()
+    expect(alert).to_contain_text(
+        "The jupyter_opx server extension does not answer: store unreachable"
+    )
+
+    # -- the real server again: "Check again" brings the panel up, live
+    page.unroute(VERSION_ROUTE)
+    alert.get_by_role("button", name="Check again").click()
+    expect(panel.get_by_role("alert")).to_have_count(0)
+    expect(panel.get_by_role("tab", name="Models")).to_have_attribute("aria-selected", "true")
+    expect(panel.get_by_text("live", exact=True)).to_be_visible()
+
+    # -- the palette: the commands, in category opx; the panel collapsed first
+    page.get_by_role("tab", name=re.compile(r"^opx")).click()
+    expect(panel).to_be_hidden()
+
+    def palette(label: str) -> None:
+        page.get_by_role("tabpanel", name="typed_params.ipynb").get_by_role("textbox").first.click()
+        page.keyboard.press("Escape")  # command mode: the shortcut is not typed into a cell
+        page.keyboard.press("Control+Shift+C")
+        search = page.locator(".lm-CommandPalette-input:visible")
+        search.fill(label.rstrip("…"))
+        item = page.get_by_role("menuitem", name=re.compile(re.escape(label)))
+        expect(item).to_have_count(1)
+        expect(item).not_to_have_class(re.compile(r"lm-mod-disabled"))
+        item.click()
+
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette-input:visible").fill("opx")
+    items = page.locator(".lm-CommandPalette-item:visible")
+    for label in [
+        "Snapshot model…",
+        "Create job from notebook",
+        "Open production feedback",
+        "Open opx panel",
+    ]:
+        expect(items.filter(has_text=label)).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "panel-palette.png"))
+    page.keyboard.press("Escape")
+
+    # "Open production feedback": the panel shows itself, Feedback on the model in production
+    palette("Open production feedback")
+    expect(panel).to_be_visible()
+    expect(panel.get_by_role("tab", name="Feedback")).to_have_attribute("aria-selected", "true")
+    expect(panel.get_by_role("combobox", name="Model")).to_have_value("churn")
+    expect(panel.get_by_role("group", name="Predictions").get_by_role("status")).to_have_text("0")
+
+    # "Create job from notebook": the Jobs form for the notebook in focus
+    palette("Create job from notebook")
+    expect(panel.get_by_role("tab", name="Jobs")).to_have_attribute("aria-selected", "true")
+    form = panel.get_by_role("form", name="New job")
+    expect(form.get_by_label("Notebook")).to_have_value("typed_params.ipynb")
+    expect(form.get_by_label("threshold (float)")).to_have_attribute("placeholder", "default: 0.5")
+    form.get_by_role("button", name="Cancel").click()
+    expect(form).to_have_count(0)
+
+    # "Snapshot model…": a dialog for the name (from the notebook's) and the variable
+    palette("Snapshot model…")
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("textbox", name="Snapshot name")).to_have_value("typed_params")
+    expect(dialog.get_by_role("textbox", name="Model variable")).to_have_value("model")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+
+    # -- the same three in the notebook toolbar
+    toolbar = page.get_by_role("tabpanel", name="typed_params.ipynb").get_by_role("toolbar")
+    panel.get_by_role("tab", name="Models").click()
+    toolbar.get_by_role("button", name="Feedback", exact=True).click()
+    expect(panel.get_by_role("tab", name="Feedback")).to_have_attribute("aria-selected", "true")
+    toolbar.get_by_role("button", name="Create job", exact=True).click()
+    expect(panel.get_by_role("form", name="New job").get_by_label("Notebook")).to_have_value(
+        "typed_params.ipynb"
+    )
+    page.screenshot(path=str(ARTIFACTS / "panel-toolbar-create-job.png"))
+    toolbar.get_by_role("button", name="Snapshot", exact=True).click()
+    expect(page.get_by_role("dialog").get_by_role("textbox", name="Snapshot name")).to_be_visible()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, f"the browser scenario took {elapsed:.0f} s (budget 60 s)"
