@@ -12,7 +12,7 @@ LABSRC := $(shell find labextension/src labextension/style -type f 2>/dev/null) 
           labextension/package.json labextension/yarn.lock labextension/tsconfig.json
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv demo lab test lint typecheck pytest bench clean labextension chromium
+.PHONY: help venv demo lab test lint typecheck pytest bench clean labextension chromium postgresql
 
 help:
 	@echo "make demo   set up .venv and run the demo end to end"
@@ -49,6 +49,14 @@ chromium:
 		export DEBIAN_FRONTEND=noninteractive; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
 
+# The PostgreSQL tests start a throwaway cluster with the server binaries (initdb,
+# pg_ctl); as root they run as the 'postgres' user, which the Debian package creates.
+PG_BINDIR := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+postgresql:
+	@command -v initdb > /dev/null || test -n "$(PG_BINDIR)" || ( \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql)
+
 demo: venv
 	$(BIN)/opx demo --workspace demo-workspace
 
@@ -66,7 +74,7 @@ lint: venv labextension
 typecheck: venv
 	$(BIN)/mypy jupyter_opx
 
-pytest: venv labextension chromium
+pytest: venv labextension chromium postgresql
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest

@@ -3,6 +3,12 @@
 Every test gets a clean process environment for jupyter_opx (no ``OPX_HOME``
 or run id leaking in from the shell) and an empty workspace cache, so that a
 store opened by one test is never reused by the next.
+
+Backends: the ``store`` fixture's metadata database is SQLite unless a test (or
+its module, through ``pytestmark``) is marked ``@pytest.mark.backends("sqlite",
+"postgresql")``: it then runs once per backend, on PostgreSQL with a fresh
+database of a throwaway cluster (see ``tests/pgcluster.py``) named in the store's
+``config.toml``; blobs stay in the store folder either way.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pgcluster as pg
 import pytest
 
 from jupyter_opx import workspace as workspace_module
@@ -45,12 +52,63 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return work
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "backends(*names): run the test once per metadata database backend "
+        "('sqlite', 'postgresql') through the store fixture",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None and "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", marker.args, indirect=True)
+
+
 @pytest.fixture
-def store(tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, not yet created store folder, selected through ``$OPX_HOME``."""
+def backend(request: pytest.FixtureRequest) -> str:
+    """The metadata database backend of the ``store`` fixture (default ``sqlite``)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pg.Cluster]:
+    """A throwaway PostgreSQL cluster for the whole session (skips without PostgreSQL)."""
+    yield from pg.start_cluster()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: pg.Cluster) -> Iterator[str]:
+    """The SQLAlchemy URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    url = pg_cluster.create_database()
+    yield url
+    _forget_workspaces()  # close pooled connections before the database goes
+    pg_cluster.drop_database(url)
+
+
+@pytest.fixture
+def store(
+    tmp_path: Path,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+    request: pytest.FixtureRequest,
+) -> Path:
+    """A fresh store folder, selected through ``$OPX_HOME``.
+
+    On SQLite it is not yet created; on PostgreSQL it holds only the
+    ``config.toml`` that names the test's own empty database.
+    """
     root = tmp_path / "store"
     monkeypatch.setenv("OPX_HOME", str(root))
     monkeypatch.setenv("OPX_USER", "tester")
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        root.mkdir()
+        (root / "config.toml").write_text(f'database = "{url}"\n', encoding="utf-8")
+    elif backend != "sqlite":
+        raise ValueError(f"unknown backend {backend!r}")
     return root
 
 

@@ -29,6 +29,9 @@ from jupyter_opx.monitoring.compute import compute
 from jupyter_opx.store.db import utcnow
 
 JOBS = Path(__file__).resolve().parent / "notebooks" / "jobs"
+
+#: these tests run on SQLite and on PostgreSQL (see conftest.py)
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
 DAY0 = pd.Timestamp("2026-03-02T06:00:00Z")
 
 

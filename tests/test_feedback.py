@@ -13,12 +13,14 @@ from jupyter_opx.exceptions import NotFoundError, ValidationError
 from jupyter_opx.monitoring import store
 from jupyter_opx.monitoring.ingest import normalize, parse_body
 
+#: these tests run on SQLite and on PostgreSQL (see conftest.py)
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 NOW = pd.Timestamp("2026-11-30T12:00:00Z")
 
 
 @pytest.fixture
-def ws(tmp_path, monkeypatch):
-    monkeypatch.setenv("OPX_HOME", str(tmp_path / ".opx"))
+def ws(store):
     from jupyter_opx.demo import FEATURES, churn_customers, train_model
 
     train = churn_customers(1500, seed=3)

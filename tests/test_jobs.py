@@ -33,6 +33,9 @@ from jupyter_opx.store import schema
 
 FIXTURES = Path(__file__).resolve().parent / "notebooks" / "jobs"
 
+#: the tests of jobs and runs that also run on PostgreSQL (see conftest.py)
+both = pytest.mark.backends("sqlite", "postgresql")
+
 
 @pytest.fixture
 def notebook(tmp_path: Path) -> Callable[[str], Path]:
@@ -101,6 +104,7 @@ def logs(run: R.Run) -> str:
 
 
 # -- typed parameters ----------------------------------------------------------------------
+@both
 def test_typed_params_defaults_override_ref_and_metrics(store, notebook):
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
     opx.snapshot("churn", data={"train": frame})
@@ -146,6 +150,7 @@ def test_bad_values_are_refused_before_any_run(store, notebook):
     assert [j.name for j in opx.list_jobs()] == ["plain", "score"]
 
 
+@both
 def test_outside_a_job_there_is_no_current_run(store):
     assert opx.current_run() is None
     opx.log_metric("loose", 1.5)  # recorded, attached to no run
@@ -154,6 +159,7 @@ def test_outside_a_job_there_is_no_current_run(store):
 
 
 # -- failures ------------------------------------------------------------------------------
+@both
 def test_error_in_cell_3_is_recorded_with_its_cell(store, notebook):
     opx.create_job("broken", notebook("raises_in_cell_3"))
     run = opx.run_job("broken", wait=True)
@@ -188,6 +194,7 @@ def test_whole_run_timeout_stops_the_kernel(store, notebook):
     wait_for(lambda: not kernel_pids(store, run.id), timeout=5)
 
 
+@both
 def test_cancel_a_background_run(store, notebook):
     opx.create_job("nap", notebook("sleeps"))
     run = opx.run_job("nap", {"seconds": 60}, wait=False)  # a runner process of its own
@@ -205,6 +212,7 @@ def test_cancel_a_background_run(store, notebook):
         opx.cancel_run(run.id)
 
 
+@both
 def test_cancel_a_queued_run(store, notebook):
     opx.create_job("nap", notebook("sleeps"))
     ws = opx.current_workspace()
@@ -241,6 +249,7 @@ def test_a_kernel_that_is_not_installed_fails_the_run(store, notebook):
     assert opx.list_runs(status="running") == []
 
 
+@both
 def test_retries_with_backoff(store, notebook, tmp_path):
     marker = tmp_path / "attempts.txt"
     opx.create_job(
@@ -379,6 +388,7 @@ def test_notify_on_failure_and_on_success_when_asked(store, notebook, receiver):
 
 
 # -- outputs ---------------------------------------------------------------------------
+@both
 def test_retention_keeps_the_newest_outputs_and_all_records(store, notebook):
     opx.create_job("plain", notebook("no_params"), keep=1)
     first = opx.run_job("plain", wait=True)
@@ -408,6 +418,7 @@ def test_html_output(store, notebook):
 
 
 # -- definitions -----------------------------------------------------------------------
+@both
 def test_versions_and_lineage(store, notebook):
     path = notebook("typed_params")
     v1 = opx.create_job("score", path, params={"threshold": "0.7"}, schedule="0 6 * * *")

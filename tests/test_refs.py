@@ -12,6 +12,9 @@ import jupyter_opx as opx
 from jupyter_opx.exceptions import NotFoundError, ValidationError
 from jupyter_opx.snapshots.refs import Ref, check_alias, check_name, parse_ref
 
+#: these tests run on SQLite and on PostgreSQL (see conftest.py)
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 
 def _df(value: float) -> pd.DataFrame:
     return pd.DataFrame({"x": [value, value + 1.0]})

@@ -26,9 +26,12 @@ JOBS = Path(__file__).resolve().parent / "notebooks" / "jobs"
 
 
 @pytest.fixture
-def ws(tmp_path, monkeypatch):
-    monkeypatch.setenv("OPX_HOME", str(tmp_path / ".opx"))
+def ws(store):
     return opx.current_workspace()
+
+
+#: the scheduling, lease and failover tests also run on PostgreSQL (see conftest.py)
+both = pytest.mark.backends("sqlite", "postgresql")
 
 
 class Clock:
@@ -49,6 +52,7 @@ def wait_finished(sched: Scheduler, timeout: float = 60.0) -> None:
     raise AssertionError(f"runs still unfinished: {opx.list_runs()}")
 
 
+@both
 def test_due_runs_carry_their_fire_time_and_never_duplicate(ws):
     clock = Clock()
     job = opx.create_job("minutely", JOBS / "no_params.ipynb", schedule="* * * * *")
@@ -70,6 +74,7 @@ def test_due_runs_carry_their_fire_time_and_never_duplicate(ws):
     again.close()
 
 
+@both
 def test_catchup_latest_runs_once_after_downtime(ws):
     clock = Clock()
     job = opx.create_job("hourly", JOBS / "no_params.ipynb", schedule="0 * * * *")
@@ -84,6 +89,7 @@ def test_catchup_latest_runs_once_after_downtime(ws):
     sched.close()
 
 
+@both
 def test_catchup_none_skips_missed_fire_times(ws):
     clock = Clock()
     job = opx.create_job("hourly", JOBS / "no_params.ipynb", schedule="0 * * * *", catchup="none")
@@ -118,6 +124,7 @@ def test_disabled_jobs_do_not_run_but_manual_runs_do(ws):
     sched.close()
 
 
+@both
 def test_stale_running_run_is_failed_not_left_running(ws):
     opx.create_job("lost", JOBS / "no_params.ipynb")
     run = R.create_run(ws, "lost")
@@ -161,6 +168,7 @@ def _wait_for(predicate, timeout: float) -> None:
     raise AssertionError("condition not reached in time")
 
 
+@both
 def test_two_scheduler_processes_one_active_and_failover(ws):
     opx.create_job("minutely", JOBS / "no_params.ipynb", schedule="* * * * *")
     first = _start_scheduler(ws, ttl=2.0)

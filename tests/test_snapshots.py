@@ -19,6 +19,9 @@ import jupyter_opx as opx
 from jupyter_opx.exceptions import ValidationError
 from jupyter_opx.snapshots import capture, catalog, provenance
 
+#: these tests run on SQLite and on PostgreSQL (see conftest.py)
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 
 # -- what a snapshot records ----------------------------------------------------------------------
 def test_snapshot_records_its_metadata(store: Path, logreg: Any, frame: pd.DataFrame) -> None:

@@ -202,6 +202,26 @@ def test_explicit_workspace_argument(store: Path, tmp_path: Path) -> None:
 
 
 # -- metadata database ---------------------------------------------------------------------
+@pytest.mark.backends("postgresql")
+def test_config_database_can_be_postgresql(store: Path) -> None:
+    ws = opx.current_workspace()
+    assert ws.database_url.startswith("postgresql+psycopg://")
+    assert ws.exists  # a configured server database counts as existing
+    opx.snapshot("m", data=_tiny())
+    assert not (store / "opx.db").exists()
+    assert _blob_files(store / "blobs")  # blobs stay on the filesystem
+    with ws.db.transaction() as conn:
+        assert conn.dialect.name == "postgresql"
+        assert conn.execute(select(schema.snapshots.c.name)).scalars().all() == ["m"]
+
+
+@pytest.mark.backends("postgresql")
+def test_missing_postgresql_database_is_a_store_error(pg_cluster) -> None:  # type: ignore[no-untyped-def]
+    url = pg_cluster.url("opx_missing_database")
+    with pytest.raises(StoreError, match=r"cannot open the database .*opx_missing_database"):
+        Database(url)
+
+
 def test_sqlite_runs_in_wal_mode(store: Path) -> None:
     opx.snapshot("m", data=_tiny())
     with opx.current_workspace().db.engine.connect() as conn:
@@ -209,8 +229,17 @@ def test_sqlite_runs_in_wal_mode(store: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_migrations_create_tables_and_record_revision(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'opx.db'}")
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The URL of a fresh, empty metadata database of the test's backend."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return f"sqlite:///{tmp_path / 'opx.db'}"
+
+
+@pytest.mark.backends("sqlite", "postgresql")
+def test_migrations_create_tables_and_record_revision(db_url: str) -> None:
+    db = Database(db_url)
     try:
         tables = set(inspect(db.engine).get_table_names())
         assert set(schema.metadata.tables) <= tables
@@ -224,8 +253,9 @@ def test_migrations_create_tables_and_record_revision(tmp_path: Path) -> None:
         db.dispose()
 
 
-def test_reopening_does_not_migrate_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"sqlite:///{tmp_path / 'opx.db'}"
+@pytest.mark.backends("sqlite", "postgresql")
+def test_reopening_does_not_migrate_again(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = db_url
     Database(url).dispose()
 
     import alembic.command
@@ -243,8 +273,9 @@ def test_reopening_does_not_migrate_again(tmp_path: Path, monkeypatch: pytest.Mo
         db.dispose()
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'opx.db'}"
+@pytest.mark.backends("sqlite", "postgresql")
+def test_newer_schema_is_refused(db_url: str) -> None:
+    url = db_url
     db = Database(url)
     with db.transaction(write=True) as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
@@ -253,6 +284,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         Database(url)
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_change_sequence_grows_with_visible_writes_only(store: Path, logreg, frame) -> None:  # type: ignore[no-untyped-def]
     ws = opx.current_workspace()
     assert ws.change_seq() == 0
@@ -384,6 +416,7 @@ def test_missing_blob_and_bad_digest(tmp_path: Path) -> None:
             blobs.path(bad)
 
 
+@pytest.mark.backends("sqlite", "postgresql")
 def test_snapshotting_the_same_frame_twice_stores_one_data_blob(store: Path, frame) -> None:  # type: ignore[no-untyped-def]
     first = opx.snapshot("m", data={"train": frame})
     files_after_first = _blob_files(store / "blobs")

@@ -27,6 +27,9 @@ from jupyter_opx.tokens import (
 )
 from jupyter_opx.workspace import get_workspace
 
+#: these tests run on SQLite and on PostgreSQL (see conftest.py)
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
 
 @pytest.fixture
 def ws(store):  # type: ignore[no-untyped-def]
@@ -85,6 +88,7 @@ def test_verify_checks_secret_scope_and_revocation(ws) -> None:
         revoke_token(ws, "ghost")
 
 
+@pytest.mark.backends("sqlite")  # a configured server database always exists
 def test_verify_in_an_empty_store_refuses_without_creating_it(store) -> None:
     ws = get_workspace()
     with pytest.raises(AuthError):

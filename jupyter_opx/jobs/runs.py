@@ -378,15 +378,20 @@ def request_cancel(ws: Workspace, run_id: int | str) -> Run:
 
 
 def append_logs(ws: Workspace, run_id: int, entries: list[tuple[str, str]]) -> None:
-    """Append ``(stream, text)`` entries to a run's log."""
+    """Append ``(stream, text)`` entries to a run's log.
+
+    A NUL character (which PostgreSQL cannot store in text) is kept as U+FFFD.
+    """
     if not entries:
         return
+    rows = [
+        {"stream": s, "text": t.replace("\x00", "\ufffd") if "\x00" in t else t} for s, t in entries
+    ]
 
     def write(conn: Connection) -> None:
         now = utcnow()
         conn.execute(
-            insert(schema.run_logs),
-            [{"run_id": run_id, "at": now, "stream": s, "text": t} for s, t in entries],
+            insert(schema.run_logs), [{"run_id": run_id, "at": now, **row} for row in rows]
         )
         Database.record_change(conn, "log", f"#{run_id}")
 
@@ -407,8 +412,8 @@ def read_logs(ws: Workspace, run_id: int, after: int = 0) -> list[tuple[int, str
 
 def log_metric(ws: Workspace, run_id: int | None, name: str, value: Any) -> None:
     """Record a named value (a number, or any JSON value) for a run."""
-    if not isinstance(name, str) or not name:
-        raise ValidationError("a metric name is a non-empty string")
+    if not isinstance(name, str) or not name or len(name) > 128:
+        raise ValidationError("a metric name is a non-empty string of at most 128 characters")
     if hasattr(value, "item") and callable(value.item):
         value = value.item()
     try:

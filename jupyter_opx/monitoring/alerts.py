@@ -121,10 +121,12 @@ def add_rule(
     name = get_snapshot(ws, model).name
     latest = get_snapshot(ws, name)  # what evaluation measures against
     M.check_against(cond, reference_summary(ws, latest), latest.ref)
-    if isinstance(min_n, bool) or not isinstance(min_n, int) or min_n < 0:
-        raise ValidationError(f"min_n must be a whole number >= 0, got {min_n!r}")
+    if isinstance(min_n, bool) or not isinstance(min_n, int) or not 0 <= min_n < 2**31:
+        raise ValidationError(f"min_n must be a whole number from 0 to 2**31-1, got {min_n!r}")
     window = str(window).strip()
     parse_window(window)
+    if len(window) > 32:
+        raise ValidationError(f"window {window!r}: at most 32 characters, e.g. '1d' or '1000'")
     if webhook is not None and not str(webhook).startswith(("http://", "https://")):
         raise ValidationError(f"webhook {webhook!r}: give an http:// or https:// URL")
     if trigger_job is not None:

@@ -5,10 +5,26 @@ connection pragmas (WAL, busy timeout, foreign keys) and to starting write
 transactions with ``BEGIN IMMEDIATE``: a deferred SQLite transaction that reads
 then writes cannot wait for another writer and fails at once with "database is
 locked", which would break concurrent snapshots of the same name.
+
+PostgreSQL gets the same guarantees as SQLite, so that the read-then-write
+transactions above this module (next version, lease, job state) need no
+second code path:
+
+- write transactions run one at a time: they start by taking a transaction
+  advisory lock (released at commit or rollback), and then run at READ
+  COMMITTED, so each statement sees what the previous writer committed;
+- read transactions run at REPEATABLE READ: one consistent snapshot, as a
+  SQLite read transaction sees;
+- sessions use UTC, so a naive timestamp means UTC as it does on SQLite;
+- a write that still fails transiently (serialization failure, deadlock, a
+  unique-key clash with a writer outside jupyter_opx, a dropped connection)
+  is retried by :meth:`Database.run_write`.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +40,34 @@ from . import schema
 
 #: the Alembic revision this code expects; bump with every new migration
 HEAD_REVISION = "0003"
+#: the PostgreSQL advisory lock key that serialises jupyter_opx's write transactions
+PG_WRITE_LOCK = 7301
+#: SQLSTATEs after which a PostgreSQL transaction may simply be run again
+_PG_RETRY = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
 T = TypeVar("T")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float inside it replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_dumps(value: Any) -> str:
+    """Serialise a JSON column's value: standard JSON, NaN and infinities as null.
+
+    Python's default writes ``NaN``/``Infinity``, which SQLite keeps as text but
+    PostgreSQL refuses; both get null instead (as ``JSON.stringify`` does).
+    """
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
 
 
 def utcnow() -> datetime:
@@ -66,8 +109,15 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_pre_ping=True, future=True)
-        engine = create_engine(self.url, connect_args={"timeout": 60}, future=True)
+            engine = create_engine(
+                self.url, pool_pre_ping=True, json_serializer=json_dumps, future=True
+            )
+            if engine.dialect.name == "postgresql":
+                self._set_up_postgresql(engine)
+            return engine
+        engine = create_engine(
+            self.url, connect_args={"timeout": 60}, json_serializer=json_dumps, future=True
+        )
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -88,6 +138,29 @@ class Database:
 
         return engine
 
+    @staticmethod
+    def _set_up_postgresql(engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("SET TIME ZONE 'UTC'")
+            # the default, so that read transactions need no extra statement
+            cur.execute(
+                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ"
+            )
+            cur.close()
+            dbapi_conn.commit()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            if conn.get_execution_options().get("opx_write", False):
+                # one round trip; READ COMMITTED so that statements after the lock see
+                # everything committed before it (a snapshot would predate the lock)
+                conn.exec_driver_sql(
+                    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; "
+                    f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"
+                )
+
     # -- migrations ----------------------------------------------------------------
     def current_revision(self) -> str | None:
         """The Alembic revision the database is at (``None`` when empty)."""
@@ -105,10 +178,8 @@ class Database:
 
         cfg = Config()
         cfg.set_main_option("script_location", "jupyter_opx.store:migrations")
+        # a write transaction: concurrent first opens of a fresh store migrate it once
         with self.transaction(write=True) as conn:
-            if not self.is_sqlite and conn.dialect.name == "postgresql":
-                # serialise concurrent first opens of a fresh PostgreSQL store
-                conn.execute(text("SELECT pg_advisory_xact_lock(7301)"))
             rev = None
             if self.engine.dialect.has_table(conn, "alembic_version"):
                 rev = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -145,17 +216,16 @@ class Database:
     def run_write(self, fn: Callable[[Connection], T], attempts: int = 8) -> T:
         """Run ``fn`` in a write transaction, retrying on a lost race.
 
-        A unique-key clash (two writers picking the same next version on
-        PostgreSQL) or a transient lock rolls the transaction back; it is then
-        run again with fresh reads.
+        A unique-key clash, a transient lock (SQLite), a serialization failure
+        or deadlock (PostgreSQL) or a dropped connection rolls the transaction
+        back; it is then run again with fresh reads.
         """
         for attempt in range(attempts):
             try:
                 with self.transaction(write=True) as conn:
                     return fn(conn)
-            except (IntegrityError, OperationalError) as exc:
-                transient = isinstance(exc, IntegrityError) or "locked" in str(exc.orig)
-                if not transient or attempt == attempts - 1:
+            except DBAPIError as exc:
+                if not _transient(exc) or attempt == attempts - 1:
                     raise
                 time.sleep(0.01 * (2**attempt))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -189,6 +259,16 @@ class Database:
     def dispose(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
+
+
+def _transient(exc: DBAPIError) -> bool:
+    """Whether a failed write transaction may succeed when simply run again."""
+    if isinstance(exc, IntegrityError) or exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if state in _PG_RETRY:
+        return True
+    return isinstance(exc, OperationalError) and "locked" in str(exc.orig)
 
 
 __all__ = ["HEAD_REVISION", "DBAPIError", "Database", "as_utc", "utcnow"]

@@ -7,6 +7,9 @@ Changing a table means adding an Alembic revision under ``migrations/versions``.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -19,10 +22,38 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 
 metadata = MetaData()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that writes and reads aware UTC on every backend.
+
+    PostgreSQL's ``timestamptz`` converts by itself; SQLite keeps no offset and
+    would store an aware time of another zone as its wall-clock time. A naive
+    value means UTC, on both. (The column DDL is plain ``DateTime(timezone=True)``.)
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return _utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return _utc(value)
+
 
 #: a sha256 hex digest
 Digest = String(64)
@@ -32,7 +63,7 @@ blobs = Table(
     metadata,
     Column("digest", Digest, primary_key=True),
     Column("size", BigInteger, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
 )
 
 snapshots = Table(
@@ -41,7 +72,7 @@ snapshots = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(128), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(128), nullable=False),
     Column("message", Text, nullable=False, default=""),
     Column("parent_id", Integer, ForeignKey("snapshots.id"), nullable=True),
@@ -86,7 +117,7 @@ aliases = Table(
     Column("name", String(128), primary_key=True),
     Column("alias", String(64), primary_key=True),
     Column("version", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     Column("updated_by", String(128), nullable=False),
 )
 
@@ -98,7 +129,7 @@ alias_history = Table(
     Column("alias", String(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("previous_version", Integer, nullable=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("by", String(128), nullable=False),
 )
 Index("ix_alias_history_name_alias", alias_history.c.name, alias_history.c.alias)
@@ -119,7 +150,7 @@ changes = Table(
     "changes",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("subject", String(256), nullable=False),
 )
@@ -131,7 +162,7 @@ jobs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(128), nullable=False),
     Column("version", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(128), nullable=False),
     Column("notebook_path", Text, nullable=True),
     Column("notebook_digest", Digest, nullable=False),
@@ -150,8 +181,8 @@ job_state = Table(
     Column("name", String(128), primary_key=True),
     Column("enabled", Integer, nullable=False),
     # the last cron fire time the scheduler handled (run or skipped): restarts resume here
-    Column("last_fire", DateTime(timezone=True), nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("last_fire", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 runs = Table(
@@ -162,14 +193,14 @@ runs = Table(
     Column("job_version", Integer, nullable=False),
     Column("status", String(16), nullable=False),
     Column("trigger", String(16), nullable=False),
-    Column("scheduled_for", DateTime(timezone=True), nullable=True),
+    Column("scheduled_for", UTCDateTime(), nullable=True),
     Column("params", JSON, nullable=False),
     Column("resolved", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(128), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
-    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("heartbeat_at", UTCDateTime(), nullable=True),
     Column("attempt", Integer, nullable=False),
     Column("cells_done", Integer, nullable=False),
     Column("cells_total", Integer, nullable=False),
@@ -190,7 +221,7 @@ run_logs = Table(
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("stream", String(16), nullable=False),
     Column("text", Text, nullable=False),
 )
@@ -203,7 +234,7 @@ run_metrics = Table(
     Column("run_id", Integer, ForeignKey("runs.id"), nullable=True),
     Column("name", String(128), nullable=False),
     Column("value", JSON, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
 )
 Index("ix_run_metrics_run_id", run_metrics.c.run_id)
 
@@ -212,8 +243,8 @@ leases = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("holder", String(256), nullable=False),
-    Column("acquired_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("acquired_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
 )
 
 # -- feedback, tokens and alerts (revision 0003) -------------------------------------------
@@ -226,9 +257,9 @@ feedback_segments = Table(
     Column("kind", String(16), nullable=False),
     Column("digest", Digest, nullable=False),
     Column("rows", BigInteger, nullable=False),
-    Column("min_ts", DateTime(timezone=True), nullable=False),
-    Column("max_ts", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("min_ts", UTCDateTime(), nullable=False),
+    Column("max_ts", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("run_id", Integer, nullable=True),
 )
 Index("ix_feedback_segments_model_kind", feedback_segments.c.model, feedback_segments.c.kind)
@@ -241,10 +272,10 @@ tokens = Table(
     Column("scope", String(256), nullable=False),
     # sha256 of the secret: the token itself is shown once and never stored
     Column("hash", Digest, nullable=False, unique=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(128), nullable=False),
-    Column("last_used_at", DateTime(timezone=True), nullable=True),
-    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
 alert_rules = Table(
@@ -262,9 +293,9 @@ alert_rules = Table(
     Column("trigger_job", String(128), nullable=True),
     Column("enabled", Integer, nullable=False),
     Column("state", String(16), nullable=False),
-    Column("since", DateTime(timezone=True), nullable=True),
+    Column("since", UTCDateTime(), nullable=True),
     Column("value", JSON, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(128), nullable=False),
 )
 Index("ix_alert_rules_model", alert_rules.c.model)
@@ -277,7 +308,7 @@ alert_events = Table(
     Column("state", String(16), nullable=False),
     Column("value", JSON, nullable=True),
     Column("n", BigInteger, nullable=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("notified", Integer, nullable=False),
     Column("run_id", Integer, nullable=True),
     Column("detail", JSON, nullable=False),

@@ -1,0 +1,196 @@
+"""What SQLite accepts silently and PostgreSQL refuses (or reads back otherwise):
+the same code gives the same answers on both (see conftest.py for the backends)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import func, select, text
+
+import jupyter_opx as opx
+from jupyter_opx.exceptions import ValidationError
+from jupyter_opx.jobs import runs as R
+from jupyter_opx.jobs.lease import holder_of, try_acquire
+from jupyter_opx.store import schema
+from jupyter_opx.store.db import as_utc, json_dumps
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
+JOBS = Path(__file__).resolve().parent / "notebooks" / "jobs"
+
+
+def test_non_finite_floats_in_json_columns_read_back_as_null(store: Path) -> None:
+    assert (
+        json_dumps({"a": [1.5, float("nan")], "b": float("inf")}) == '{"a": [1.5, null], "b": null}'
+    )
+    opx.log_metric("loss", float("nan"))
+    opx.log_metric("ratio", [1.0, float("-inf")])
+    snap = opx.snapshot("m", data=pd.DataFrame({"a": [1.0]}), params={"alpha": float("nan")})
+    assert opx.show(snap.ref).params == {"alpha": None}
+    with opx.current_workspace().db.transaction() as conn:
+        rows = conn.execute(select(schema.run_metrics.c.name, schema.run_metrics.c.value)).all()
+    assert sorted(tuple(r) for r in rows) == [("loss", None), ("ratio", [1.0, None])]
+
+
+def test_a_float_parameter_may_be_infinite(store: Path) -> None:
+    opx.create_job("score", JOBS / "typed_params.ipynb")
+    ws = opx.current_workspace()
+    run = R.create_run(ws, "score", {"threshold": "inf"})
+    assert opx.get_run(run.id).params == {"threshold": None}
+    opx.cancel_run(run.id)
+
+
+def test_values_longer_than_their_column_are_validation_errors(store: Path) -> None:
+    with pytest.raises(ValidationError, match="at most 128 characters"):
+        opx.log_metric("x" * 129, 1.0)
+    opx.log_metric("x" * 128, 1.0)
+
+
+def test_alert_settings_that_do_not_fit_their_columns_are_refused(
+    store: Path, logreg, frame
+) -> None:  # type: ignore[no-untyped-def]
+    opx.snapshot("churn", model=logreg, data={"train": frame})
+    with pytest.raises(ValidationError, match="min_n must be a whole number from 0 to"):
+        opx.add_alert("churn", "psi:tenure > 0.2", min_n=2**31)
+    with pytest.raises(ValidationError, match="at most 32 characters"):
+        opx.add_alert("churn", "psi:tenure > 0.2", window="1" * 40)
+    rule = opx.add_alert("churn", "psi:tenure > 0.2", min_n=2**31 - 1, window="1d")
+    assert rule.min_n == 2**31 - 1
+
+
+def test_nul_characters_in_run_logs_are_kept_as_replacement_characters(store: Path) -> None:
+    opx.create_job("plain", JOBS / "no_params.ipynb")
+    ws = opx.current_workspace()
+    run = R.create_run(ws, "plain")
+    R.append_logs(ws, run.id, [("stdout", "a\x00b\n"), ("stderr", "plain\n")])
+    assert [(s, t) for _, s, t in R.read_logs(ws, run.id)] == [
+        ("stdout", "a\ufffdb\n"),
+        ("stderr", "plain\n"),
+    ]
+    opx.cancel_run(run.id)
+
+
+def test_timestamps_are_utc_and_exact(store: Path) -> None:
+    ws = opx.current_workspace()
+    snap = opx.snapshot("m", data=pd.DataFrame({"a": [1.0]}))
+    assert snap.created_at.utcoffset() == timedelta(0)
+    assert abs(datetime.now(timezone.utc) - snap.created_at) < timedelta(minutes=1)
+    # an aware time in another zone, and a naive one (meaning UTC), are stored exactly
+    paris = datetime(2026, 3, 29, 3, 30, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    naive = datetime(2026, 3, 29, 1, 30, 0, 123456)
+    with ws.db.transaction(write=True) as conn:
+        for at in (paris, naive):
+            conn.execute(
+                schema.changes.insert().values(at=at, kind="probe", subject=at.isoformat())
+            )
+    with ws.db.transaction() as conn:
+        stored = conn.execute(
+            select(schema.changes.c.at).where(schema.changes.c.kind == "probe")
+        ).scalars()
+        values = [as_utc(v) for v in stored]
+    expected = datetime(2026, 3, 29, 1, 30, 0, 123456, tzinfo=timezone.utc)
+    assert values == [expected, expected]
+
+
+def test_large_integers_round_trip(store: Path) -> None:
+    ws = opx.current_workspace()
+    big = 2**40 + 7  # sizes and row counts go beyond 32 bits
+    ws.db.register_blobs({"f" * 64: big})
+    with ws.db.transaction() as conn:
+        assert conn.execute(select(schema.blobs.c.size)).scalar() == big
+    opx.log_metric("rows", 2**62)
+    with ws.db.transaction() as conn:
+        assert conn.execute(select(schema.run_metrics.c.value)).scalar() == 2**62
+
+
+def test_change_sequence_is_gapless_and_in_commit_order_across_processes(store: Path) -> None:
+    """Four processes bump the change sequence at once: every number once, in order."""
+    script = textwrap.dedent(
+        """
+        import jupyter_opx as opx
+        for i in range(15):
+            opx.log_metric("m", i)
+        """
+    )
+    opx.log_metric("first", 0)
+    env = {**os.environ, "OPX_HOME": str(store)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env) for _ in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    ws = opx.current_workspace()
+    with ws.db.transaction() as conn:
+        seqs = conn.execute(select(schema.changes.c.seq).order_by(schema.changes.c.seq)).scalars()
+        assert list(seqs) == list(range(1, 62))
+        assert conn.execute(select(func.count()).select_from(schema.run_metrics)).scalar() == 61
+    assert ws.change_seq() == 61
+
+
+def test_one_lease_holder_among_racing_schedulers(store: Path, tmp_path: Path) -> None:
+    """Eight processes try to take an expired lease at once: exactly one gets it."""
+    ws = opx.current_workspace()
+    assert try_acquire(ws, "old:1", ttl=0.001)
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from pathlib import Path
+        from jupyter_opx.workspace import get_workspace
+        from jupyter_opx.jobs.lease import try_acquire
+        i, sync = sys.argv[1], Path(sys.argv[2])
+        ws = get_workspace()
+        ws.change_seq()  # connected and migrated: now race
+        (sync / f"ready-{i}").touch()
+        while not (sync / "go").exists():
+            time.sleep(0.001)
+        print(try_acquire(ws, "racer:" + i, ttl=60))
+        """
+    )
+    env = {**os.environ, "OPX_HOME": str(store)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(i), str(sync)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    try:
+        deadline = time.monotonic() + 90
+        while len(list(sync.glob("ready-*"))) < 8 and time.monotonic() < deadline:
+            assert all(p.poll() is None for p in procs), "a racer died before the start"
+            time.sleep(0.01)
+        (sync / "go").touch()
+        outs = [p.communicate(timeout=90)[0].strip() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(outs) == ["False"] * 7 + ["True"]
+    held = holder_of(ws)
+    assert held is not None and held[0] == f"racer:{outs.index('True')}"
+
+
+def test_isolation_reads_see_one_snapshot(store: Path) -> None:
+    """A read transaction sees one consistent state (SQLite WAL; PostgreSQL REPEATABLE READ)."""
+    ws = opx.current_workspace()
+    opx.log_metric("a", 1)
+    with ws.db.transaction() as conn:
+        before = conn.execute(select(func.count()).select_from(schema.changes)).scalar()
+        opx.log_metric("b", 2)  # commits in another connection meanwhile
+        after = conn.execute(select(func.count()).select_from(schema.changes)).scalar()
+    assert before == after == 1
+    assert ws.change_seq() == 2
+    if ws.db.engine.dialect.name == "postgresql":
+        with ws.db.transaction() as conn:
+            level = conn.execute(text("SHOW transaction_isolation")).scalar()
+        assert level == "repeatable read"
