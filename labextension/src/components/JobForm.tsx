@@ -68,7 +68,11 @@ function ParamField(props: {
 }
 
 /** The readable form of a cron field, asked to the server as the user types. */
-function SchedulePreview(props: { cron: string; tz: string }): JSX.Element {
+function SchedulePreview(props: {
+  cron: string;
+  tz: string;
+  onValid(valid: boolean): void;
+}): JSX.Element {
   const [debounced, setDebounced] = React.useState(props);
   React.useEffect(() => {
     const timer = window.setTimeout(() => setDebounced(props), 250);
@@ -83,11 +87,18 @@ function SchedulePreview(props: { cron: string; tz: string }): JSX.Element {
         : Promise.resolve(null),
     [debounced.cron, debounced.tz]
   );
+  // a refused schedule (or time zone) blocks "Create job" until it is fixed
+  const valid = !props.cron.trim() || !preview.error;
+  React.useEffect(() => props.onValid(valid), [valid]);
   if (!props.cron.trim()) {
     return <div className="jp-opx-help">No schedule: run it by hand.</div>;
   }
   if (preview.error) {
-    return <ErrorLine error={preview.error} />;
+    return (
+      <div id="jp-opx-job-cron-error">
+        <ErrorLine error={preview.error} />
+      </div>
+    );
   }
   const p = preview.data;
   return (
@@ -119,6 +130,7 @@ export function JobForm(props: {
   const [texts, setTexts] = React.useState<Record<string, string>>({});
   const [submitError, setSubmitError] = React.useState<string | null>(null);
   const [busy, setBusy] = React.useState(false);
+  const [scheduleValid, setScheduleValid] = React.useState(true);
 
   const info = useResource(
     () => requestAPI<NotebookParams>(`notebook-params${query({ path })}`),
@@ -129,7 +141,7 @@ export function JobForm(props: {
     param: p,
     result: checkParam(p, texts[p.name] ?? '')
   }));
-  const invalid = checks.some(c => !c.result.ok);
+  const invalid = checks.some(c => !c.result.ok) || !scheduleValid;
 
   const submit = async (event: React.FormEvent) => {
     event.preventDefault();
@@ -212,9 +224,11 @@ export function JobForm(props: {
           className="jp-mod-styled"
           value={cron}
           placeholder="0 6 * * *"
+          aria-invalid={scheduleValid ? undefined : true}
+          aria-describedby={scheduleValid ? undefined : 'jp-opx-job-cron-error'}
           onChange={e => setCron(e.target.value)}
         />
-        <SchedulePreview cron={cron} tz={tz} />
+        <SchedulePreview cron={cron} tz={tz} onValid={setScheduleValid} />
       </div>
       <div className="jp-opx-field">
         <label htmlFor="jp-opx-job-tz">Time zone</label>
