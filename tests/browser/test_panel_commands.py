@@ -6,7 +6,9 @@ again" recovers once the right server answers. The three commands are in the
 palette (category opx) and in the notebook toolbar, and each steers the
 panel: "Open production feedback" shows the model in production,
 "Create job from notebook" opens the job form for the notebook,
-"Snapshot model…" asks for a name and the model variable.
+"Snapshot model…" asks for a name and the model variable. The job form's
+cron preview follows the field and the time zone. An alert rule and feedback
+written by another process show within a second (the change stream).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def _answer(status: int, content_type: str, body: str):  # type: ignore[no-untyp
 def test_server_check_and_commands(lab: Lab, page) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
+    import jupyter_opx as opx
     from jupyter_opx._version import __version__
 
     started = time.monotonic()
@@ -201,6 +204,32 @@ def test_server_check_and_commands(lab: Lab, page) -> None:  # type: ignore[no-u
     toolbar.get_by_role("button", name="Snapshot", exact=True).click()
     expect(page.get_by_role("dialog").get_by_role("textbox", name="Snapshot name")).to_be_visible()
     page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+
+    # -- live: an alert rule, then feedback, written by another process show
+    # within a second (the change stream), without a reload
+    toolbar.get_by_role("button", name="Feedback", exact=True).click()
+    expect(panel.get_by_text("No alert rules.")).to_be_visible()
+    page.evaluate("window.__opxSamePage = true")  # gone if the page reloads
+    alerts = panel.get_by_role("list", name="Alerts")
+    lags = {}
+    written = time.monotonic()
+    opx.add_alert("churn", "predictions > 5", workspace=lab.store)
+    expect(alerts.get_by_role("listitem")).to_contain_text("ok predictions > 5")
+    lags["alert rule"] = time.monotonic() - written
+    predictions = panel.get_by_role("group", name="Predictions").get_by_role("status")
+    written = time.monotonic()
+    opx.log_predictions(
+        "churn@production", [f"c{i}" for i in range(12)], [0.5] * 12, workspace=lab.store
+    )
+    expect(predictions).to_have_text("12")
+    lags["feedback"] = time.monotonic() - written
+    opx.evaluate_alerts("churn", workspace=lab.store)
+    expect(alerts.get_by_role("listitem")).to_contain_text("firing predictions > 5 (now 12)")
+    assert page.evaluate("window.__opxSamePage === true"), "the page was reloaded"
+    page.screenshot(path=str(ARTIFACTS / "panel-alert-firing.png"))
+    print("change stream lag:", {k: f"{v:.2f} s" for k, v in lags.items()})
+    slow = {k: v for k, v in lags.items() if v > 1.0}
+    assert not slow, f"shown later than a second after the write: {slow}"
 
     elapsed = time.monotonic() - started
     assert elapsed < 60, f"the browser scenario took {elapsed:.0f} s (budget 60 s)"
