@@ -246,8 +246,10 @@ def part_log(base: Path, args: argparse.Namespace) -> None:
     )
     for extra in ("eid_hi", "eid_lo", "model_version"):
         one = pa.table({extra: opx_table.column(extra)})
-        sink = pa.BufferOutputStream()
-        secs = med(lambda one=one, sink=sink: pq.write_table(one, sink, compression="lz4"), reps)
+        # a new sink each time: a closed BufferOutputStream cannot be written again
+        secs = med(
+            lambda one=one: pq.write_table(one, pa.BufferOutputStream(), compression="lz4"), reps
+        )
         print(f"  column {extra}: encoded alone in {secs:.4f} s")
     if args.cprofile:
         folder = new_store(base, "churn")

@@ -185,19 +185,69 @@ def _hash_strings(values: Any, key: str) -> np.ndarray:
     return pd.util.hash_array(np.asarray(values, dtype=object), hash_key=key, categorize=False)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
+def _mix(x: Any) -> Any:
     """splitmix64's finaliser: a fast, well-spread 64-bit mix (wrapping arithmetic)."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
 
 
-def _combine(parts: list[np.ndarray], seed: np.uint64) -> np.ndarray:
-    h = np.full(len(parts[0]), seed, dtype=np.uint64)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+
+def _mix_inplace(x: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """:func:`_mix` of an array it may overwrite, without temporaries (``tmp``: scratch)."""
+    np.right_shift(x, _S30, out=tmp)
+    x ^= tmp
+    x *= _M1
+    np.right_shift(x, _S27, out=tmp)
+    x ^= tmp
+    x *= _M2
+    np.right_shift(x, _S31, out=tmp)
+    x ^= tmp
+    return x
+
+
+def _combine(parts: list[Any], seed: np.uint64) -> np.ndarray:
+    """``h = mix(h ^ mix(part + seed))`` over the parts, from ``h = seed``.
+
+    A part may be a scalar (the same for every event: the kind); the work on
+    arrays is done in place, one new array per part.
+    """
+    n = max(len(p) for p in parts if np.ndim(p))
+    h: Any = seed
+    tmp = np.empty(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for part in parts:
-            h = _mix(h ^ _mix(part.astype(np.uint64, copy=False) + seed))
-    return h
+            if not np.ndim(part) and not np.ndim(h):
+                h = _mix(h ^ _mix(np.uint64(part) + seed))
+                continue
+            if np.ndim(part):
+                inner = np.add(part.astype(np.uint64, copy=False), seed, dtype=np.uint64)
+                inner = _mix_inplace(inner, tmp)
+            else:
+                inner = np.full(n, _mix(np.uint64(part) + seed), dtype=np.uint64)
+            inner ^= h
+            h = _mix_inplace(inner, tmp)
+    if not np.ndim(h):
+        return np.full(n, h, dtype=np.uint64)
+    out: np.ndarray = h
+    return out
+
+
+def _both(parts: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The two 64-bit halves of the keys; on large batches the second in another thread
+    (numpy releases the GIL)."""
+    n = max(len(p) for p in parts if np.ndim(p))
+    if n < 200_000:
+        return _combine(parts, _SEEDS[0]), _combine(parts, _SEEDS[1])
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        lo = pool.submit(_combine, parts, _SEEDS[1])
+        hi = _combine(parts, _SEEDS[0])
+        return hi, lo.result()
 
 
 def _event_keys(
@@ -210,10 +260,9 @@ def _event_keys(
     same key, so readers count it once. Strings are hashed once (siphash); the
     parts are then combined with a vectorised 64-bit mix under two seeds.
     """
-    n = len(frame)
     ids = raw_ids if raw_ids is not None else frame["id"]
-    parts = [
-        np.full(n, _KIND_CODE[kind], dtype=np.uint64),
+    parts: list[Any] = [
+        np.uint64(_KIND_CODE[kind]),
         _hash_strings(ids, "opx-event-id-k01"),
         np.asarray(frame["ts"].array.asi8).view(np.uint64),
     ]
@@ -222,19 +271,20 @@ def _event_keys(
             parts.append(np.nan_to_num(frame[col].to_numpy(dtype=float), nan=-1.0).view(np.uint64))
     if "arm" in frame:
         parts.append(_hash_strings(frame["arm"], "opx-event-id-k01"))
-    hi, lo = _combine(parts, _SEEDS[0]), _combine(parts, _SEEDS[1])
+    hi, lo = _both(parts)
     if given is not None:
         g = pd.Series(given).reset_index(drop=True)
         present = (~g.isna()).to_numpy()
         if present.any():
             text = g.astype(str)
-            gparts = [
-                np.full(n, _KIND_CODE[kind], dtype=np.uint64),
+            gparts: list[Any] = [
+                np.uint64(_KIND_CODE[kind]),
                 _hash_strings(text, "opx-event-id-k01"),
                 _hash_strings(text, "opx-event-id-k02"),
             ]
-            hi = np.where(present, _combine(gparts, _SEEDS[0]), hi)
-            lo = np.where(present, _combine(gparts, _SEEDS[1]), lo)
+            g_hi, g_lo = _both(gparts)
+            hi = np.where(present, g_hi, hi)
+            lo = np.where(present, g_lo, lo)
     return hi, lo
 
 
@@ -390,7 +440,8 @@ def _ndjson_arrow(kind: str, body: bytes, now: pd.Timestamp | None) -> pd.DataFr
     import pyarrow.json as pj
 
     try:
-        table = pj.read_json(io.BytesIO(body), read_options=pj.ReadOptions(use_threads=False))
+        # threads: the body is parsed in blocks on every core (one batch is ~5 MB)
+        table = pj.read_json(io.BytesIO(body))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
     names = set(table.column_names)

@@ -24,6 +24,7 @@ small segments (readers then start again from the merged segment).
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 from datetime import datetime
 from typing import Any
@@ -41,11 +42,77 @@ from .ingest import check_kind
 SEG = schema.feedback_segments
 
 
+class _Offload:
+    """A write-only file that hands each chunk to a thread which hashes and writes it.
+
+    pyarrow encodes the next pages (without the GIL) while the previous
+    chunk is hashed (sha256, for the content address) and written: on two
+    cores a large segment costs about its encoding alone. Chunks are copied,
+    since pyarrow reuses its buffer. :meth:`finish` waits for the thread and
+    raises what it met.
+    """
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.closed = False
+        self.size = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="opx-segment-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.sink.write(chunk)
+                except BaseException as exc:  # reported by write() or finish()
+                    self._error = exc
+
+    def write(self, data: Any) -> int:
+        if self._error is not None:
+            raise self._error
+        chunk = bytes(memoryview(data))
+        self._queue.put(chunk)
+        self.size += len(chunk)
+        return len(chunk)
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def finish(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+_OFFLOAD_ROWS = 200_000  # smaller segments are written on the calling thread
+
+
 def _write_segment(ws: Workspace, frame: pd.DataFrame) -> tuple[str, int]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # nthreads=1: the columns convert without copies, and a thread pool per call
+    # (pyarrow's default for wide frames) costs more than it saves on a batch
+    table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
     # dictionaries pay off for ids and categories, not for continuous numbers
     dictionary = [
         f.name
@@ -53,11 +120,16 @@ def _write_segment(ws: Workspace, frame: pd.DataFrame) -> tuple[str, int]:
         if not (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
         and not pa.types.is_timestamp(f.type)
     ]
-    with (
-        ws.blobs.writer(durable=True) as sink,
-        pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=8 << 20) as out,
-    ):
-        pq.write_table(table, out, compression="lz4", use_dictionary=dictionary or False)
+    with ws.blobs.writer(durable=True) as sink:
+        target = _Offload(sink) if len(frame) >= _OFFLOAD_ROWS else sink
+        try:
+            with pa.BufferedOutputStream(
+                pa.PythonFile(target, mode="w"), buffer_size=8 << 20
+            ) as out:
+                pq.write_table(table, out, compression="lz4", use_dictionary=dictionary or False)
+        finally:
+            if isinstance(target, _Offload):
+                target.finish()
     return sink.digest, sink.size
 
 
