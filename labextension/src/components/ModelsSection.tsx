@@ -17,7 +17,10 @@ async function promote(ref: string, alias: string): Promise<void> {
       alias
     });
   } catch (error) {
-    await showErrorMessage(`Cannot promote ${ref}`, String(error));
+    await showErrorMessage(
+      `Cannot promote ${ref}`,
+      String((error as Error).message ?? error)
+    );
   }
 }
 
@@ -170,7 +173,11 @@ export function ModelsSection(): JSX.Element {
       )}
       <ul className="jp-opx-list" aria-label="Model list">
         {models.map(m => (
-          <li key={m.name} className="jp-opx-item">
+          <li
+            key={m.name}
+            className="jp-opx-item"
+            aria-label={`Model ${m.name}`}
+          >
             <div className="jp-opx-row">
               <button
                 className="jp-opx-expand"
