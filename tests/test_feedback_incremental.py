@@ -232,3 +232,13 @@ def test_event_keys_are_stable_across_versions():
     )  # large: the two halves on two threads
     assert (many["eid_hi"] == 13514228996173870347).all()
     assert (many["eid_lo"] == 2453773272725114951).all()
+
+
+def test_callers_cannot_change_the_kept_tables(ws):
+    ids, scores, feats, ts = _batch(300, 1, 0, 0)
+    opx.log_predictions("churn", ids, scores, features=feats, ts=ts)
+    first = compute(ws, "churn", "1d")
+    first.drift["psi"] = -1.0
+    first.volume.drop(first.volume.index, inplace=True)
+    again = compute(ws, "churn", "1d")
+    assert (again.drift["psi"] != -1.0).all() and len(again.volume)

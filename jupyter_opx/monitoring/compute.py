@@ -268,7 +268,7 @@ def _tables(
     st.since = {k: reads[k][1] for k in KINDS}
     st.columns = tuple(preds.columns)
     if all(unchanged.values()):
-        return dict(st.tables)
+        return _copies(st.tables)
     if not unchanged["outcomes"]:
         st.outcome_ids = None
     preds_only = known and dpred is not None and unchanged["treatments"] and unchanged["outcomes"]
@@ -371,7 +371,12 @@ def _tables(
     }
     st.labels = labels
     st.tables = dict(tables) if live else {}
-    return tables
+    # callers own what they get: the state keeps its tables unchanged
+    return _copies(tables) if live else tables
+
+
+def _copies(tables: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.copy() if isinstance(v, pd.DataFrame) else v for k, v in tables.items()}
 
 
 def _empty_delta(delta: pd.DataFrame | None) -> bool:
