@@ -78,13 +78,23 @@ def pg_cluster() -> Iterator[pg.Cluster]:
     yield from pg.start_cluster()
 
 
+def _pg_database(cluster: pg.Cluster, migrated: bool) -> Iterator[str]:
+    url = cluster.create_database(migrated=migrated)
+    yield url
+    _forget_workspaces()  # close pooled connections before the database goes
+    cluster.drop_database(url)
+
+
 @pytest.fixture
 def pg_url(pg_cluster: pg.Cluster) -> Iterator[str]:
     """The SQLAlchemy URL of a fresh, empty PostgreSQL database, dropped after the test."""
-    url = pg_cluster.create_database()
-    yield url
-    _forget_workspaces()  # close pooled connections before the database goes
-    pg_cluster.drop_database(url)
+    yield from _pg_database(pg_cluster, migrated=False)
+
+
+@pytest.fixture
+def pg_store_url(pg_cluster: pg.Cluster) -> Iterator[str]:
+    """Like ``pg_url``, but the database is migrated already (a copy of a template)."""
+    yield from _pg_database(pg_cluster, migrated=True)
 
 
 @pytest.fixture
@@ -98,13 +108,14 @@ def store(
     """A fresh store folder, selected through ``$OPX_HOME``.
 
     On SQLite it is not yet created; on PostgreSQL it holds only the
-    ``config.toml`` that names the test's own empty database.
+    ``config.toml`` that names the test's own database (already migrated: the
+    migrations of an empty database are tested through ``pg_url``).
     """
     root = tmp_path / "store"
     monkeypatch.setenv("OPX_HOME", str(root))
     monkeypatch.setenv("OPX_USER", "tester")
     if backend == "postgresql":
-        url = request.getfixturevalue("pg_url")
+        url = request.getfixturevalue("pg_store_url")
         root.mkdir()
         (root / "config.toml").write_text(f'database = "{url}"\n', encoding="utf-8")
     elif backend != "sqlite":

@@ -31,6 +31,8 @@ import pytest
 
 #: the SQLAlchemy driver the tests (and the ``postgres`` extra) use
 DRIVER = "postgresql+psycopg"
+#: the database that migrated test databases are copied from
+TEMPLATE = "opx_template"
 
 
 def find_bin_dir() -> Path | None:
@@ -80,6 +82,7 @@ class Cluster:
                 ) from None
             os.chown(self.dir, owner.pw_uid, owner.pw_gid)
         self._counter = itertools.count(1)
+        self._template_ready = False
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
@@ -130,10 +133,23 @@ class Cluster:
             conn.autocommit = True
             conn.execute(sql)
 
-    def create_database(self) -> str:
-        """A new empty database; returns its SQLAlchemy URL."""
+    def create_database(self, migrated: bool = False) -> str:
+        """A new database, empty or already migrated; returns its SQLAlchemy URL.
+
+        A migrated one is a copy of a template migrated once per session (the
+        migrations themselves run on the empty databases of the tests that ask).
+        """
         name = f"opx_{os.getpid()}_{next(self._counter)}"
-        self._admin(f'CREATE DATABASE "{name}"')
+        if not migrated:
+            self._admin(f'CREATE DATABASE "{name}"')
+            return self.url(name)
+        if not self._template_ready:
+            from jupyter_opx.store.db import Database
+
+            self._admin(f'CREATE DATABASE "{TEMPLATE}"')
+            Database(self.url(TEMPLATE)).dispose()  # no connection may stay on a template
+            self._template_ready = True
+        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
         return self.url(name)
 
     def drop_database(self, url: str) -> None:

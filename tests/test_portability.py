@@ -20,11 +20,41 @@ from jupyter_opx.exceptions import ValidationError
 from jupyter_opx.jobs import runs as R
 from jupyter_opx.jobs.lease import holder_of, try_acquire
 from jupyter_opx.store import schema
-from jupyter_opx.store.db import as_utc, json_dumps
+from jupyter_opx.store.db import HEAD_REVISION, as_utc, json_dumps
+from jupyter_opx.workspace import Workspace
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql")
 
 JOBS = Path(__file__).resolve().parent / "notebooks" / "jobs"
+
+
+def test_processes_opening_a_new_store_at_once_migrate_it_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    root = tmp_path / "new-store"
+    if backend == "postgresql":
+        root.mkdir()
+        url = request.getfixturevalue("pg_url")  # an empty database
+        (root / "config.toml").write_text(f'database = "{url}"\n', encoding="utf-8")
+    script = (
+        "import pandas as pd, jupyter_opx as o; "
+        "print(o.snapshot('m', data=pd.DataFrame({'a': [1.0]})).version)"
+    )
+    env = {**os.environ, "OPX_HOME": str(root), "OPX_USER": "tester"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0]
+    assert sorted(outs) == ["1", "2", "3", "4"]
+    db = Workspace(root).db
+    try:
+        assert db.current_revision() == HEAD_REVISION
+        with db.transaction() as conn:
+            assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    finally:
+        db.dispose()
 
 
 def test_non_finite_floats_in_json_columns_read_back_as_null(store: Path) -> None:
