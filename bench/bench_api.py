@@ -338,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--snapshots", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument(
+        "--database",
+        default=None,
+        help="the store's metadata database (an SQLAlchemy URL of an empty PostgreSQL "
+        "database, say); default: the embedded SQLite",
+    )
+    parser.add_argument(
         "--no-extension", action="store_true", help="measure opx serve only (no jupyter server)"
     )
     parser.add_argument("--json", default=None, help="write results here (default: results/)")
@@ -369,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         os.environ.setdefault("OPX_USER", "bench")
+        if args.database:
+            store.mkdir(parents=True)
+            (store / "config.toml").write_text(f"database = {json.dumps(args.database)}\n")
         made = build(store, args.snapshots, args.runs)
         print(f"bench: store built in {made['seconds']:.1f} s (untimed)", file=sys.stderr)
         from jupyter_opx.tokens import create_token
@@ -391,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = build_table(parts)
     info = machine()
     print()
+    backend = "PostgreSQL" if args.database else "SQLite"
     print(
-        f"{made['snapshots']} snapshots ({made['names']} models), {made['jobs']} jobs, "
+        f"{backend}; {made['snapshots']} snapshots ({made['names']} models), {made['jobs']} jobs, "
         f"{made['runs']} runs; {args.requests} requests per endpoint per rep, medians of "
         f"{args.reps} reps; {info['cpus']} CPUs ({info['cpu']}); {started:%Y-%m-%d}; "
         f"commit {info['commit']}"
