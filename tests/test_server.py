@@ -82,6 +82,10 @@ class Server:
         assert not self.thread.is_alive()
 
 
+#: the REST API (feedback ingestion, tokens, streams) runs on SQLite and PostgreSQL
+pytestmark = pytest.mark.backends("sqlite", "postgresql")
+
+
 @pytest.fixture
 def ws(store: Path, frame: Any) -> Workspace:
     """A store holding snapshot churn/1 with reference data."""
