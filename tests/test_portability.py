@@ -141,6 +141,42 @@ def test_large_integers_round_trip(store: Path) -> None:
         assert conn.execute(select(schema.run_metrics.c.value)).scalar() == 2**62
 
 
+def test_counters_go_beyond_32_bits(store: Path) -> None:
+    """The change sequence and the log, metric and segment keys are 64-bit everywhere."""
+    ws = opx.current_workspace()
+    start = 2**31 + 5
+    with ws.db.transaction(write=True) as conn:
+        if conn.dialect.name == "postgresql":
+            for table, column in (("changes", "seq"), ("run_logs", "seq"), ("run_metrics", "id")):
+                conn.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), {start})")
+                )
+        else:  # SQLite: the next key follows the largest one
+            conn.execute(
+                schema.changes.insert().values(
+                    seq=start, at=datetime.now(timezone.utc), kind="probe", subject=""
+                )
+            )
+            conn.execute(
+                schema.run_metrics.insert().values(
+                    id=start, name="probe", value=0, at=datetime.now(timezone.utc)
+                )
+            )
+    opx.log_metric("big", 1)
+    assert ws.change_seq() == start + 1
+    with ws.db.transaction() as conn:
+        ids = conn.execute(
+            select(schema.run_metrics.c.id).where(schema.run_metrics.c.name == "big")
+        )
+        assert ids.scalars().all() == [start + 1]
+    opx.create_job("plain", JOBS / "no_params.ipynb")
+    run = R.create_run(ws, "plain")
+    R.append_logs(ws, run.id, [("stdout", "line\n")])
+    [(seq, _, _)] = R.read_logs(ws, run.id)
+    assert seq == (start + 1 if ws.db.engine.dialect.name == "postgresql" else 1)
+    opx.cancel_run(run.id)
+
+
 def test_change_sequence_is_gapless_and_in_commit_order_across_processes(store: Path) -> None:
     """Four processes bump the change sequence at once: every number once, in order."""
     script = textwrap.dedent(

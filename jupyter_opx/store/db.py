@@ -39,7 +39,7 @@ from ..exceptions import StoreError
 from . import schema
 
 #: the Alembic revision this code expects; bump with every new migration
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 #: the PostgreSQL advisory lock key that serialises jupyter_opx's write transactions
 PG_WRITE_LOCK = 7301
 #: SQLSTATEs after which a PostgreSQL transaction may simply be run again

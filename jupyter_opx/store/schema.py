@@ -58,6 +58,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 #: a sha256 hex digest
 Digest = String(64)
 
+#: an ever-growing counter key: 64-bit on PostgreSQL (revision 0004); on SQLite an
+#: INTEGER PRIMARY KEY is 64-bit already, and must stay INTEGER to remain the rowid
+Counter = BigInteger().with_variant(Integer(), "sqlite")
+
 blobs = Table(
     "blobs",
     metadata,
@@ -149,7 +153,7 @@ data_cache = Table(
 changes = Table(
     "changes",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Counter, primary_key=True, autoincrement=True),
     Column("at", UTCDateTime(), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("subject", String(256), nullable=False),
@@ -219,7 +223,7 @@ Index("ix_runs_status", runs.c.status)
 run_logs = Table(
     "run_logs",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("seq", Counter, primary_key=True, autoincrement=True),
     Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
     Column("stream", String(16), nullable=False),
@@ -230,7 +234,7 @@ Index("ix_run_logs_run_id_seq", run_logs.c.run_id, run_logs.c.seq)
 run_metrics = Table(
     "run_metrics",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Counter, primary_key=True, autoincrement=True),
     Column("run_id", Integer, ForeignKey("runs.id"), nullable=True),
     Column("name", String(128), nullable=False),
     Column("value", JSON, nullable=False),
@@ -252,7 +256,7 @@ leases = Table(
 feedback_segments = Table(
     "feedback_segments",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", Counter, primary_key=True, autoincrement=True),
     Column("model", String(128), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("digest", Digest, nullable=False),
