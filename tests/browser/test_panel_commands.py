@@ -147,8 +147,17 @@ def test_server_check_and_commands(lab: Lab, page) -> None:  # type: ignore[no-u
     expect(panel.get_by_role("combobox", name="Model")).to_have_value("churn")
     expect(panel.get_by_role("group", name="Predictions").get_by_role("status")).to_have_text("0")
 
-    # "Create job from notebook": the Jobs form for the notebook in focus
+    # "Create job from notebook": the notebook saved first (a job runs it as on
+    # disk), then the Jobs form for it
+    notebook_tab = page.get_by_role("tab", name="typed_params.ipynb")
+    page.get_by_role("tabpanel", name="typed_params.ipynb").get_by_role("textbox").last.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")  # a new cell below: unsaved
+    expect(notebook_tab).to_have_class(re.compile(r"jp-mod-dirty"))
     palette("Create job from notebook")
+    expect(notebook_tab).not_to_have_class(re.compile(r"jp-mod-dirty"))
+    saved = json.loads((lab.root / "typed_params.ipynb").read_text())
+    assert len(saved["cells"]) == 5
     expect(panel.get_by_role("tab", name="Jobs")).to_have_attribute("aria-selected", "true")
     form = panel.get_by_role("form", name="New job")
     expect(form.get_by_label("Notebook")).to_have_value("typed_params.ipynb")
