@@ -1,7 +1,7 @@
 """Runs in the side panel, in a real browser: a running run's progress bar moves
 by itself (cells done / total, no reload), its logs follow it, Cancel in the
 panel stops it (status cancelled) and its output notebook shows how far it
-got. Screenshots go to test-artifacts/.
+got; a failing run shows its error and cell. Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ARTIFACTS, Lab
-from .test_panel import _wait_shell
+from .test_panel import NOTEBOOKS, _wait_shell
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -125,6 +125,13 @@ def test_running_run_progress_logs_and_cancel(lab: Lab, page) -> None:  # type: 
     output = page.frame_locator(".jp-opx-output iframe, iframe.jp-opx-output")
     expect(output.get_by_text(f"step {STEPS}", exact=True)).to_be_visible()
     expect(output.get_by_text("napping", exact=True)).to_be_visible()
+
+    # a run that fails: its status and the error, with the cell, live
+    opx.create_job("boom", NOTEBOOKS / "raises_in_cell_3.ipynb", workspace=lab.store)
+    opx.run_job("boom", wait=False, workspace=lab.store)
+    failed = panel.get_by_role("listitem", name=re.compile(r"^Run \d+ of boom$"))
+    expect(failed.get_by_role("status")).to_have_text("failed", timeout=30_000)
+    expect(failed).to_contain_text("ValueError: boom in cell 3 (cell 3)")
 
     elapsed = time.monotonic() - started
     assert elapsed < 75, f"the browser scenario took {elapsed:.0f} s (budget 75 s)"
