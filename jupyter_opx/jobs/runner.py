@@ -610,20 +610,27 @@ def standby(ws: Workspace, job_name: str, stdin: Any = None) -> R.Run | None:
     kernel) and is discarded after it. An empty line or a closed ``stdin``
     (the scheduler stopped, or the fire time was skipped) discards it unused.
     """
-    from .warm import _start, discard
+    from .warm import discard, wait_ready
 
     stdin = stdin or sys.stdin
-    import nbformat  # noqa: F401 - what a run needs, imported while waiting
-    import papermill  # noqa: F401
-
-    _ensure_engine()
-    kernel = get_job(ws, job_name).settings.get("kernel") or "python3"
+    job = get_job(ws, job_name)
+    kernel = job.settings.get("kernel") or "python3"
     km = None
-    try:
-        km = _start(kernel)
+    try:  # launched first: the kernel boots while papermill is imported
+        km = start_kernel(kernel, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except Exception as exc:  # e.g. not installed: the run reports it with a cold start
         print(f"opx runner: no kernel started ahead: {type(exc).__name__}: {exc}", flush=True)
     try:
+        _ensure_engine()
+        with contextlib.suppress(Exception):  # only a warm-up: the run reports real problems
+            _prepare_ahead(ws, job)
+        if km is not None:
+            try:
+                wait_ready(km)
+            except Exception as exc:
+                print(f"opx runner: the kernel started ahead did not answer: {exc}", flush=True)
+                discard(km)
+                km = None
         line = stdin.readline().strip()
         if not line.isdigit():
             return None
@@ -637,6 +644,22 @@ def standby(ws: Workspace, job_name: str, stdin: Any = None) -> R.Run | None:
     finally:
         if km is not None:
             discard(km)  # one run per kernel
+
+
+def _prepare_ahead(ws: Workspace, job: Job) -> None:
+    """What a process's first run would pay for at its start: the blob store opened,
+    nbformat's schema compiled, papermill's parameterising loaded (a dry run)."""
+    import papermill as pm
+
+    nb = notebook_of(ws, job)
+    pm.execute_notebook(
+        nb,
+        None,
+        parameters=dict(job.defaults) or None,
+        prepare_only=True,
+        kernel_name=job.settings.get("kernel") or None,
+        progress_bar=False,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from ..monitoring.alerts import AlertTimer
 from ..store import schema
@@ -63,8 +63,25 @@ from .warm import KernelPool, discard
 GRACE = timedelta(seconds=60)
 #: how often the loop looks at the change sequence between passes
 WAKE = 0.05
+#: how often the loop looks at the SQLite write-ahead log (a stat) for writes
+LOOK = 0.01
 #: seconds before a fire time at which the run's process and kernel are started
 READY_AHEAD = 10.0
+
+
+def _wal_path(ws: Workspace) -> str | None:
+    """The SQLite write-ahead log of the store (every commit writes it), or None."""
+    db = ws.db
+    name = db.url.database if db.is_sqlite else None
+    return f"{name}-wal" if name and name != ":memory:" else None
+
+
+def _stamp(path: str | None) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st else None
 
 
 class Scheduler:
@@ -175,10 +192,13 @@ class Scheduler:
         now = self._pass_time = self.clock()
         queued = []
         upcoming: dict[str, datetime] = {}
-        for job in list_jobs(self.ws):
-            if not job.enabled or not job.schedule or job.next_run is None:
-                continue
-            nxt = job.next_run  # read without the write lock: most passes queue nothing
+        jobs = [job for job in list_jobs(self.ws) if job.enabled and job.schedule]
+        bases = self._fire_bases() if jobs else {}
+        for job in jobs:
+            assert job.schedule is not None
+            # read without the write lock (most passes queue nothing); _enqueue_job
+            # decides again inside its write transaction
+            nxt = S.next_fire(job.schedule, job.timezone, bases[job.name])
             if nxt <= now:
                 run_id = self._enqueue_job(job, now)
                 if run_id is not None:
@@ -192,6 +212,26 @@ class Scheduler:
         self.upcoming = upcoming
         self.next_fire = min(upcoming.values(), default=None)
         return queued
+
+    def _fire_bases(self) -> dict[str, datetime]:
+        """Per job, the time its next fire follows: its last fire, else its creation."""
+        st, jobs = schema.job_state, schema.jobs
+        with self.ws.db.transaction() as conn:
+            last = {r.name: r.last_fire for r in conn.execute(select(st.c.name, st.c.last_fire))}
+            first = {
+                r.name: r.created
+                for r in conn.execute(
+                    select(jobs.c.name, func.min(jobs.c.created_at).label("created")).group_by(
+                        jobs.c.name
+                    )
+                )
+            }
+        out = {}
+        for name, created in first.items():
+            base = as_utc(last.get(name)) or as_utc(created)
+            assert base is not None
+            out[name] = base
+        return out
 
     def _enqueue_job(self, job: Job, now: datetime) -> int | None:
         st = schema.job_state
@@ -359,13 +399,21 @@ class Scheduler:
                     signal.signal(sig, lambda *_: stop.set())
         self.log(f"scheduler {self.holder}: watching {self.ws.root}")
         seen = -1
-        next_pass = 0.0
+        next_pass = next_look = 0.0
+        wal = _wal_path(self.ws)
+        mark: tuple[int, int] | None = None
         try:
             while not stop.is_set():
-                # a cheap look at the change sequence between passes: a run queued
-                # by `opx job run` is picked up at once, not at the next tick
-                seq = self.ws.change_seq() if self.leader else seen
+                # a cheap look at the change sequence between passes, so that a run
+                # queued by `opx job run` is picked up at once, not at the next tick:
+                # every WAKE seconds, and as soon as SQLite's write-ahead log changes
                 now = time.monotonic()
+                seq = seen
+                if self.leader:
+                    stamp = _stamp(wal)
+                    if stamp != mark or now >= next_look:
+                        mark, next_look = stamp, now + WAKE
+                        seq = self.ws.change_seq()
                 due = self._until_fire() == 0.0
                 if seq != seen or now >= next_pass or due:
                     seen, next_pass = seq, now + self.tick
@@ -377,7 +425,7 @@ class Scheduler:
                     if due and self._until_fire() == 0.0:
                         self.next_fire = None  # not queued (e.g. a standby): no busy loop
                 # sleep until the next look, or to the next fire time if it comes first
-                wait = min(WAKE, self.tick)
+                wait = min(LOOK if wal else WAKE, self.tick)
                 if self.leader:
                     wait = min(wait, self._until_fire())
                 stop.wait(wait)
