@@ -391,6 +391,7 @@ def test_freshness_fires_when_predictions_stop(ws, fitted, manual, monkeypatch):
     assert fresh.state == "resolved"
 
 
+@pytest.mark.backends("sqlite")  # runs a job: kept off the PostgreSQL time budget
 def test_firing_starts_the_trigger_job_once(ws, fitted, manual, tmp_path):
     notebook = tmp_path / "retrain.ipynb"
     shutil.copy(JOBS / "no_params.ipynb", notebook)

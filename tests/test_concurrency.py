@@ -257,6 +257,7 @@ def test_kill_at_a_given_stage_leaves_no_half_snapshot(
     _assert_store_recovered(store, first)
 
 
+@pytest.mark.backends("sqlite")  # the kill lands in blob encoding, before any SQL
 def test_kill_while_encoding_a_large_frame(store: Path, tmp_path: Path) -> None:
     first = _first_snapshot()
     tmp_dir = store / "blobs" / "tmp"

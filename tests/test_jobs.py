@@ -249,7 +249,6 @@ def test_a_kernel_that_is_not_installed_fails_the_run(store, notebook):
     assert opx.list_runs(status="running") == []
 
 
-@both
 def test_retries_with_backoff(store, notebook, tmp_path):
     marker = tmp_path / "attempts.txt"
     opx.create_job(
