@@ -3,7 +3,8 @@
 Dismissing any of the dialogs (the alias, moving an alias that points
 elsewhere, the roll back) changes nothing; a refused alias shows the server's
 reason; a new alias needs no second confirmation; confirming moves the alias,
-and the panel shows it without a reload. Screenshots go to test-artifacts/.
+and the panel shows it without a reload, even when a refresh failed on the
+way (it is tried again by itself). Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -96,6 +97,16 @@ def test_promote_and_roll_back_ask_first(lab: Lab, page) -> None:  # type: ignor
     dialog.get_by_role("button", name="Roll back").click()
     expect(production).to_have_text("@production→1")
     assert opx.show("churn@production", workspace=lab.store).version == 1
+
+    # a refresh that fails (the server out of reach for a moment) is tried again
+    # by itself: the panel catches up with no further change and no reload
+    models_route = "**/opx/api/models?*"
+    page.route(models_route, lambda route: route.abort())
+    opx.promote("churn/2", "production", workspace=lab.store)
+    expect(panel.get_by_role("alert")).to_contain_text("cannot reach the Jupyter server")
+    page.unroute(models_route)
+    expect(production).to_have_text("@production→2", timeout=5_000)
+    expect(panel.get_by_role("alert")).to_have_count(0)
     assert page.evaluate("window.__opxSamePage === true"), "the page was reloaded"
 
     elapsed = time.monotonic() - started

@@ -24,6 +24,16 @@ export const OpxContext = React.createContext<IOpxContext>({
   showFeedback: () => undefined
 });
 
+/** A failure worth trying again by itself: no answer, or a gateway's. */
+function transient(error: OpxRequestError): boolean {
+  return [0, 502, 503, 504].includes(error.status);
+}
+
+/** Seconds before the n-th retry after a transient failure (1, 2, 4 … 30). */
+function retryDelay(failures: number): number {
+  return Math.min(2 ** Math.max(0, failures - 1), 30);
+}
+
 export interface IResource<T> {
   data: T | null;
   error: OpxRequestError | null;
@@ -37,7 +47,10 @@ export interface IResource<T> {
  * answer wins; changes of the sequence while a fetch is in flight are
  * coalesced into one more fetch after it, so a burst of writes (feedback
  * batches arriving) costs the server one query at a time per view. The
- * previous data stays on screen while a refresh is in flight.
+ * previous data stays on screen while a refresh is in flight. A transient
+ * failure (the server unreachable for a moment) is retried by itself, 1 s,
+ * 2 s, 4 s … up to 30 s apart, so the view catches up without waiting for
+ * the next change.
  */
 export function useResource<T>(
   fetcher: () => Promise<T>,
@@ -53,7 +66,17 @@ export function useResource<T>(
   const inFlight = React.useRef(false);
   const pending = React.useRef(false);
   const target = React.useRef<string | null>(null);
+  const failures = React.useRef(0);
+  const retry = React.useRef<number | null>(null);
   const key = `${JSON.stringify(deps)}#${tick}`;
+
+  const cancelRetry = () => {
+    if (retry.current !== null) {
+      window.clearTimeout(retry.current);
+      retry.current = null;
+    }
+  };
+  React.useEffect(() => cancelRetry, []);
 
   React.useEffect(() => {
     const sameTarget = target.current === key;
@@ -64,6 +87,7 @@ export function useResource<T>(
       pending.current = true;
       return;
     }
+    cancelRetry();
     const call = ++latest.current;
     inFlight.current = true;
     pending.current = false;
@@ -78,10 +102,20 @@ export function useResource<T>(
       } else {
         setData(value);
         setError(null);
+        failures.current = 0;
       }
       setLoading(false);
       if (pending.current) {
         setAgain(n => n + 1);
+      } else if (reason && transient(reason)) {
+        failures.current += 1;
+        retry.current = window.setTimeout(
+          () => {
+            retry.current = null;
+            setAgain(n => n + 1);
+          },
+          1000 * retryDelay(failures.current)
+        );
       }
     };
     fetcher().then(
