@@ -260,3 +260,43 @@ def test_isolation_reads_see_one_snapshot(store: Path) -> None:
         with ws.db.transaction() as conn:
             level = conn.execute(text("SHOW transaction_isolation")).scalar()
         assert level == "repeatable read"
+
+
+@pytest.mark.backends("postgresql")
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01"])  # serialization failure, deadlock
+def test_write_is_retried_after_a_serialization_failure_or_deadlock(
+    store: Path, sqlstate: str
+) -> None:
+    ws = opx.current_workspace()
+    attempts: list[int] = []
+
+    def write(conn):  # type: ignore[no-untyped-def]
+        attempts.append(1)
+        conn.execute(
+            schema.changes.insert().values(at=datetime.now(timezone.utc), kind="k", subject="s")
+        )
+        if len(attempts) == 1:
+            conn.exec_driver_sql(
+                f"DO $$ BEGIN RAISE EXCEPTION 'lost a race' USING ERRCODE = '{sqlstate}'; END $$"
+            )
+        return len(attempts)
+
+    assert ws.db.run_write(write) == 2
+    with ws.db.transaction() as conn:
+        assert conn.execute(select(func.count()).select_from(schema.changes)).scalar() == 1
+
+
+@pytest.mark.backends("postgresql")
+def test_other_database_errors_are_not_retried(store: Path) -> None:
+    from sqlalchemy.exc import ProgrammingError
+
+    ws = opx.current_workspace()
+    attempts: list[int] = []
+
+    def write(conn):  # type: ignore[no-untyped-def]
+        attempts.append(1)
+        conn.exec_driver_sql("SELECT * FROM no_such_table")
+
+    with pytest.raises(ProgrammingError):
+        ws.db.run_write(write)
+    assert attempts == [1]
