@@ -200,8 +200,17 @@ def test_large_segments_hash_and_write_on_a_thread(ws, monkeypatch):
     batch = normalize("predictions", ids=ids, score=scores, features=feats, ts=ts)
     direct = store._write_segment(ws, batch)
     monkeypatch.setattr(store, "_OFFLOAD_ROWS", 1)
+    monkeypatch.setattr(store, "_spare_core", lambda: True)
+    used = []
+
+    class Counted(store._Offload):
+        def finish(self):
+            used.append(self.size)
+            super().finish()
+
+    monkeypatch.setattr(store, "_Offload", Counted)
     offloaded = store._write_segment(ws, batch)
-    assert offloaded == direct
+    assert offloaded == direct and used == [direct[1]]
     assert ws.blobs.get(direct[0])  # hash-verified on read
 
 
