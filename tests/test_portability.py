@@ -300,3 +300,25 @@ def test_other_database_errors_are_not_retried(store: Path) -> None:
     with pytest.raises(ProgrammingError):
         ws.db.run_write(write)
     assert attempts == [1]
+
+
+def test_a_missing_driver_is_a_store_error_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jupyter_opx.exceptions import StoreError
+    from jupyter_opx.store.db import Database
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg fails
+    with pytest.raises(StoreError, match=r"pip install 'jupyter_opx\[postgres\]'"):
+        Database("postgresql://opx@127.0.0.1:1/opx")
+
+
+def test_a_plain_postgresql_url_uses_psycopg(pg_url: str) -> None:
+    from jupyter_opx.store.db import Database
+
+    db = Database(pg_url.replace("postgresql+psycopg://", "postgresql://"))
+    try:
+        assert db.engine.dialect.driver == "psycopg"
+        assert db.current_revision() == HEAD_REVISION
+    finally:
+        db.dispose()

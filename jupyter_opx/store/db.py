@@ -92,14 +92,24 @@ class Database:
     Parameters
     ----------
     url : str
-        An SQLAlchemy URL (``sqlite:///path/opx.db``, ``postgresql+psycopg://…``).
+        An SQLAlchemy URL (``sqlite:///path/opx.db``, ``postgresql+psycopg://…``;
+        a plain ``postgresql://`` uses psycopg 3 too, the driver of the
+        ``postgres`` extra).
     """
 
     def __init__(self, url: str) -> None:
         self.url = make_url(url)
+        if self.url.drivername == "postgresql":
+            self.url = self.url.set(drivername="postgresql+psycopg")
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         try:
             self.engine = self._create_engine()
+        except ImportError as exc:
+            raise StoreError(
+                f"the database driver for {self.url.drivername} is not installed ({exc}); "
+                "for PostgreSQL: pip install 'jupyter_opx[postgres]'"
+            ) from exc
+        try:
             self._migrate()
         except OperationalError as exc:
             raise StoreError(
