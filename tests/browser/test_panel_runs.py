@@ -76,6 +76,10 @@ def test_running_run_progress_logs_and_cancel(lab: Lab, page) -> None:  # type: 
     status = run.get_by_role("status", name=re.compile(r"^Status of run"))
     expect(status).to_have_text("running", timeout=30_000)
     run_id = int(re.findall(r"\d+", run.get_attribute("aria-label") or "")[0])
+    # its logs, opened as it starts, follow it (asserted once the cells ran)
+    run.get_by_role("button", name=f"Open logs of run {run_id}").click()
+    logs = page.get_by_role("log", name=f"Logs of run {run_id}")
+    expect(logs).not_to_contain_text("napping")
 
     # the progress bar: cells done / total, moving as cells finish, page untouched
     bar = run.get_by_role("progressbar", name=f"Progress of run {run_id}")
@@ -100,9 +104,7 @@ def test_running_run_progress_logs_and_cancel(lab: Lab, page) -> None:  # type: 
     assert width == f"{round(100 * (total - 1) / total)}%"
     expect(run.get_by_text(f"{total - 1} of {total} cells", exact=True)).to_be_visible()
 
-    # its logs, opened while it runs, show the cells' output
-    run.get_by_role("button", name=f"Open logs of run {run_id}").click()
-    logs = page.get_by_role("log", name=f"Logs of run {run_id}")
+    # the logs tab, left open, got the cells' output as it came
     expect(logs).to_contain_text(f"step {STEPS}")
     expect(logs).to_contain_text("napping")
     # a running run has no output yet: no Output button
