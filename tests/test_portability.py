@@ -96,6 +96,13 @@ def test_alert_settings_that_do_not_fit_their_columns_are_refused(
     assert rule.min_n == 2**31 - 1
 
 
+def test_a_nul_character_in_a_snapshot_message_is_a_validation_error(store: Path) -> None:
+    with pytest.raises(ValidationError, match="NUL"):
+        opx.snapshot("m", data=pd.DataFrame({"a": [1.0]}), message="a\x00b")
+    snap = opx.snapshot("m", data=pd.DataFrame({"a": ["x\x00y"]}), tags={"t": "a\x00b"})
+    assert opx.show(snap.ref).tags == {"t": "a\x00b"}  # JSON escapes it
+
+
 def test_nul_characters_in_run_logs_are_kept_as_replacement_characters(store: Path) -> None:
     opx.create_job("plain", JOBS / "no_params.ipynb")
     ws = opx.current_workspace()

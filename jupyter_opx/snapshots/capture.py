@@ -205,6 +205,8 @@ def create_snapshot(
     tags = _jsonable(tags, "tags")
     if not isinstance(message, str):
         raise ValidationError("message must be a string")
+    if "\x00" in message:  # PostgreSQL cannot store it in text
+        raise ValidationError("message must not contain NUL characters")
     datasets = _normalize_data(data)
     if model is None and not datasets:
         raise ValidationError("nothing to snapshot: pass model=... and/or data=...")
