@@ -5,7 +5,10 @@ snapshot it is measured against, and returns a :class:`Feedback` with
 DataFrames per window: volume, realized performance (on the untreated arm and
 on everyone), feature and prediction drift, campaign uplift, plus freshness
 and alert states. Pure metric functions do the work (windows, drift_table,
-performance, uplift); this module only assembles them.
+performance, uplift); this module only assembles them. A live view calls it
+after every batch: for time windows it starts from what the previous call
+left (:mod:`.incremental`) and folds in only the rows stored since, with the
+same results as a computation from scratch.
 """
 
 from __future__ import annotations
