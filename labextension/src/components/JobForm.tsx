@@ -100,7 +100,9 @@ function SchedulePreview(props: {
       </div>
     );
   }
-  const p = preview.data;
+  // while the field is being typed in, the last answer is for another value
+  const settled = debounced.cron === props.cron && debounced.tz === props.tz;
+  const p = settled ? preview.data : null;
   return (
     <div
       className="jp-opx-help"
