@@ -109,14 +109,31 @@ class Cluster:
             "--locale=C",
             "--no-sync",
         )
-        # durability is not under test here: skip fsyncs so that the cluster is quick
-        options = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.dir} -F "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
-            # a zone far from UTC, so that a timestamp read or written in local time shows
-            "-c timezone=Pacific/Chatham"
-        )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-o", options, "start")
+        for attempt in range(3):  # the free port may be taken before the server binds it
+            # durability is not under test here: skip fsyncs so that the cluster is quick
+            options = (
+                f"-h 127.0.0.1 -p {self.port} -k {self.dir} -F "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+                # a zone far from UTC, so that a timestamp read or written in local time shows
+                "-c timezone=Pacific/Chatham"
+            )
+            try:
+                self._run(
+                    "pg_ctl",
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.log),
+                    "-w",
+                    "-o",
+                    options,
+                    "start",
+                )
+                return
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                self.port = _free_port()
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
