@@ -38,8 +38,8 @@ TEMPLATE = "opx_template"
 def find_bin_dir() -> Path | None:
     """The folder holding ``initdb`` and ``pg_ctl`` (newest version first), if any."""
     found = shutil.which("initdb")
-    if found and shutil.which("pg_ctl"):
-        return Path(found).parent
+    if found and (Path(found).resolve().parent / "pg_ctl").is_file():
+        return Path(found).resolve().parent
     for candidate in sorted(
         glob.glob("/usr/lib/postgresql/*/bin"),
         key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
