@@ -221,15 +221,15 @@ def test_server_check_and_commands(lab: Lab, page) -> None:  # type: ignore[no-u
     page.evaluate("window.__opxSamePage = true")  # gone if the page reloads
     alerts = panel.get_by_role("list", name="Alerts")
     lags = {}
-    written = time.monotonic()
     opx.add_alert("churn", "predictions > 5", workspace=lab.store)
+    written = time.monotonic()  # committed: the lag is the panel's, not the write's
     expect(alerts.get_by_role("listitem")).to_contain_text("ok predictions > 5")
     lags["alert rule"] = time.monotonic() - written
     predictions = panel.get_by_role("group", name="Predictions").get_by_role("status")
-    written = time.monotonic()
     opx.log_predictions(
         "churn@production", [f"c{i}" for i in range(12)], [0.5] * 12, workspace=lab.store
     )
+    written = time.monotonic()
     expect(predictions).to_have_text("12")
     lags["feedback"] = time.monotonic() - written
     opx.evaluate_alerts("churn", workspace=lab.store)
