@@ -23,7 +23,7 @@ type Health =
   | { state: 'ok'; version: string }
   | { state: 'missing'; detail: string }
   | { state: 'mismatch'; version: string }
-  | { state: 'error'; detail: string };
+  | { state: 'error'; detail: string; transient: boolean };
 
 /** GET /opx/api/version: is the server side there, and of our version? */
 async function checkServer(): Promise<Health> {
@@ -41,7 +41,9 @@ async function checkServer(): Promise<Health> {
     if (e.status === 404) {
       return { state: 'missing', detail: e.message };
     }
-    return { state: 'error', detail: e.message };
+    // no answer at all, or a gateway's: the server may be restarting
+    const transient = [0, 502, 503, 504].includes(e.status);
+    return { state: 'error', detail: e.message, transient };
   }
 }
 
@@ -54,6 +56,9 @@ function Unavailable(props: { health: Health; retry(): void }): JSX.Element {
       `pip install jupyter_opx==${EXTENSION_VERSION} (or upgrade both) and restart JupyterLab`;
   } else if (h.state === 'error') {
     text = `The jupyter_opx server extension does not answer: ${h.detail}`;
+    if (h.transient) {
+      text += ' (trying again by itself)';
+    }
   }
   return (
     <div className="jp-opx-unavailable" role="alert">
@@ -136,6 +141,23 @@ function PanelView(props: {
     void checkServer().then(setHealth);
   }, []);
   React.useEffect(check, []);
+  // a server out of reach for a moment: check again by itself, 2 s, 4 s … 30 s apart
+  const attempts = React.useRef(0);
+  React.useEffect(() => {
+    if (health.state !== 'error' || !health.transient) {
+      if (health.state === 'ok') {
+        attempts.current = 0;
+      }
+      return;
+    }
+    attempts.current += 1;
+    const delay = Math.min(2 ** attempts.current, 30);
+    const timer = window.setTimeout(
+      () => void checkServer().then(setHealth),
+      delay * 1000
+    );
+    return () => window.clearTimeout(timer);
+  }, [health]);
   React.useEffect(() => {
     if (health.state === 'ok') {
       stream.start();
