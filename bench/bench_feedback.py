@@ -729,9 +729,17 @@ class DriftCase:
         return {"plain": seconds, "plain_ks": {k: v["ks"] for k, v in result.items() if "ks" in v}}
 
     def feedback(self) -> float:
-        """opx.feedback end to end (events already cached by this process)."""
+        """opx.feedback end to end (events already cached by this process).
+
+        The live state of earlier calls is dropped first: with nothing stored
+        since, opx.feedback would return the tables it kept, not compute them.
+        """
         import jupyter_opx as opx
 
+        with contextlib.suppress(ImportError):  # versions before the live state
+            from jupyter_opx.monitoring import incremental
+
+            incremental.clear()
         t0 = time.perf_counter()
         opx.feedback("churn", workspace=self.folder)
         return time.perf_counter() - t0
