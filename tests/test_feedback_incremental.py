@@ -251,3 +251,13 @@ def test_callers_cannot_change_the_kept_tables(ws):
     first.volume.drop(first.volume.index, inplace=True)
     again = compute(ws, "churn", "1d")
     assert (again.drift["psi"] != -1.0).all() and len(again.volume)
+
+
+def test_models_too_large_for_a_drift_state_are_computed_from_scratch(ws, monkeypatch):
+    monkeypatch.setattr(incremental, "MAX_BYTES", 0)
+    for k in range(3):
+        ids, scores, feats, ts = _batch(200, k, 200 * k, 0)
+        opx.log_predictions("churn", ids, scores, features=feats, ts=ts)
+        live = compute(ws, "churn", "1d")
+        _same(live, _cold(ws, "1d"), f"batch {k}")
+    assert all(st.drift is None for st in incremental._states.values())

@@ -322,7 +322,8 @@ def _tables(
         st.summary = summary
     drift = pred_drift = empty
     if summary is not None and len(preds):
-        if live and len(preds) <= incremental.MAX_ROWS and labels is not None:
+        width = sum(c.startswith(FEATURE_PREFIX) for c in preds.columns) + 1
+        if live and incremental.fits(len(preds), width) and labels is not None:
             if preds_only and st.drift is not None and dpred is not None:
                 st.drift.add(dpred, window)
             else:

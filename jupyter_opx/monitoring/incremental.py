@@ -22,9 +22,11 @@ added since (:func:`.store.read_delta`):
   treatments nor outcomes changed.
 
 Count windows (chunks of N predictions) move every chunk boundary with each
-batch: they are always computed from scratch. State is dropped for models
-with more than :data:`MAX_ROWS` predictions (it holds a sorted copy of every
-feature), and only the :data:`MAX_STATES` most recently used are kept.
+batch: they are always computed from scratch. The drift state holds, per
+numeric value, the value and the reference CDF there (16–24 bytes): a model
+whose state would pass :data:`MAX_BYTES` is computed from scratch each time
+(:func:`fits`), and only the :data:`MAX_STATES` most recently used states are
+kept.
 """
 
 from __future__ import annotations
@@ -44,8 +46,15 @@ from .ingest import FEATURE_PREFIX
 from .joins import attach_arms, latest_before
 from .windows import assign_windows, parse_window, to_utc
 
-MAX_ROWS = 5_000_000
-MAX_STATES = 8
+MAX_BYTES = 1 << 30  # per state: e.g. 2.2M predictions of 20 features
+MAX_STATES = 4
+
+
+def fits(rows: int, columns: int) -> bool:
+    """Whether a drift state of ``rows`` × ``columns`` values stays within :data:`MAX_BYTES`."""
+    return rows * max(columns, 1) * 24 <= MAX_BYTES
+
+
 _STAT_KEYS_INT = ("rows", "n")
 
 
@@ -330,4 +339,4 @@ def predictions_only_update(
     return out
 
 
-__all__ = ["MAX_ROWS", "MAX_STATES", "State", "clear", "new_drift", "state_for"]
+__all__ = ["MAX_BYTES", "MAX_STATES", "State", "clear", "fits", "new_drift", "state_for"]
