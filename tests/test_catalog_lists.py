@@ -69,3 +69,24 @@ def test_models_list_each_name_with_versions_latest_and_aliases(store: Path, fra
     assert models[0].to_dict()["latest_ref"] == "a/2"
     assert catalog.count_models(ws) == 3
     assert [m.name for m in catalog.list_models(ws, limit=1, offset=1)] == ["b"]
+
+
+def test_the_jobs_list_is_a_fixed_number_of_queries(store: Path) -> None:
+    from jupyter_opx.jobs import definitions as D
+    from jupyter_opx.jobs import runs as R
+
+    notebook = Path(__file__).parent / "notebooks" / "jobs" / "typed_params.ipynb"
+    ws = get_workspace()
+    for i in range(4):
+        D.create_job(ws, f"job-{i}", notebook, schedule="0 6 * * *" if i % 2 else None)
+    R.create_run(ws, "job-1")
+    second = R.create_run(ws, "job-1")
+    seen = _count_queries(ws)
+    jobs = D.list_jobs(ws)
+    # BEGIN, the latest versions, states, last run ids, their statuses, first versions
+    assert len(seen) == 6, seen
+    assert [j.name for j in jobs] == ["job-0", "job-1", "job-2", "job-3"]
+    assert (jobs[1].last_run_id, jobs[1].last_status) == (second.id, "queued")
+    assert jobs[0].last_run_id is None and jobs[0].next_run is None
+    assert jobs[1].next_run is not None
+    assert jobs[1].to_dict() == D.get_job(ws, "job-1").to_dict()
