@@ -388,10 +388,10 @@ def log_predictions(
     NotFoundError
         Unknown model.
     """
-    from .monitoring.ingest import normalize
+    from .monitoring.ingest import normalize_deferred
     from .monitoring.log import log_events
 
-    frame = normalize(
+    frame, keys = normalize_deferred(
         "predictions",
         ids=ids,
         score=scores,
@@ -400,7 +400,7 @@ def log_predictions(
         ts=ts,
         event_ids=event_ids,
     )
-    return log_events(_ws(workspace), model_ref, "predictions", frame)
+    return log_events(_ws(workspace), model_ref, "predictions", frame, keys)
 
 
 def log_treatments(
@@ -414,11 +414,11 @@ def log_treatments(
 ) -> Any:
     """Record the actions taken on predictions: each entity's arm (``"email"``,
     ``"control"`` …); one arm for all, or one per id."""
-    from .monitoring.ingest import normalize
+    from .monitoring.ingest import normalize_deferred
     from .monitoring.log import log_events
 
-    frame = normalize("treatments", ids=ids, arm=arm, ts=ts, event_ids=event_ids)
-    return log_events(_ws(workspace), model, "treatments", frame)
+    frame, keys = normalize_deferred("treatments", ids=ids, arm=arm, ts=ts, event_ids=event_ids)
+    return log_events(_ws(workspace), model, "treatments", frame, keys)
 
 
 def log_outcomes(
@@ -432,11 +432,11 @@ def log_outcomes(
 ) -> Any:
     """Record outcomes as they arrive (e.g. 1 = churned), joined later to the
     latest earlier prediction of the same entity."""
-    from .monitoring.ingest import normalize
+    from .monitoring.ingest import normalize_deferred
     from .monitoring.log import log_events
 
-    frame = normalize("outcomes", ids=ids, value=values, ts=ts, event_ids=event_ids)
-    return log_events(_ws(workspace), model, "outcomes", frame)
+    frame, keys = normalize_deferred("outcomes", ids=ids, value=values, ts=ts, event_ids=event_ids)
+    return log_events(_ws(workspace), model, "outcomes", frame, keys)
 
 
 def feedback(

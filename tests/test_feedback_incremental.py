@@ -261,3 +261,39 @@ def test_models_too_large_for_a_drift_state_are_computed_from_scratch(ws, monkey
         live = compute(ws, "churn", "1d")
         _same(live, _cold(ws, "1d"), f"batch {k}")
     assert all(st.drift is None for st in incremental._states.values())
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_keys_computed_while_writing_equal_keys_computed_first(ws, monkeypatch, pipelined):
+    """opx.log_* leave the event keys to the store, which fills them chunk by chunk
+    while row groups encode on another thread: the stored events are the same."""
+    from jupyter_opx.monitoring.ingest import normalize
+
+    if pipelined:
+        monkeypatch.setattr(store, "_OFFLOAD_ROWS", 1)
+        monkeypatch.setattr(store, "_CHUNK_ROWS", 700)
+        monkeypatch.setattr(store, "_spare_core", lambda: True)
+    calls = []
+    chunks = store._write_chunks
+    monkeypatch.setattr(store, "_write_chunks", lambda *a: calls.append(1) or chunks(*a))
+    ids, scores, feats, ts = _batch(3000, 1, 0, 0)
+    events = [f"e{i}" if i % 3 else None for i in range(3000)]
+    opx.log_predictions("churn", ids, scores, features=feats, ts=ts, event_ids=events)
+    opx.log_outcomes("churn", ids[:1000], (scores[:1000] > 0.5).astype(int), ts=ts[:1000])
+    expected = normalize(
+        "predictions", ids=ids, score=scores, features=feats, ts=ts, event_ids=events
+    )
+    got = store.read(ws, "churn", "predictions")
+    want = expected.assign(model_version=got["model_version"].iloc[0])
+    want = want.sort_values("ts", kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[want.columns], want, check_dtype=False)
+    assert got["eid_hi"].nunique() == 3000
+    outs = store.read(ws, "churn", "outcomes")
+    keys = normalize(
+        "outcomes", ids=ids[:1000], value=(scores[:1000] > 0.5).astype(int), ts=ts[:1000]
+    )
+    assert set(outs["eid_hi"]) == set(keys["eid_hi"])
+    assert len(calls) == (2 if pipelined else 0)
+    # re-sending is still idempotent
+    opx.log_predictions("churn", ids, scores, features=feats, ts=ts, event_ids=events)
+    assert len(store.read(ws, "churn", "predictions")) == 3000

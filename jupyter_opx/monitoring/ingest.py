@@ -15,6 +15,9 @@ else from the event's content, so re-sending the same batch is idempotent. A
 batch with any bad row is rejected whole, with a message that names the first
 bad rows. Validation is vectorised (a million events in a fraction of a
 second); only mixed-type input falls back to row-by-row checks.
+:func:`normalize_deferred` leaves the keys to be computed by range
+(:class:`EventKeys`), so the store can compute a large batch's keys chunk by
+chunk while it encodes the previous chunk.
 """
 
 from __future__ import annotations
@@ -305,6 +308,29 @@ def _features(kind: str, features: Any, n: int) -> pd.DataFrame:
     return frame
 
 
+class EventKeys:
+    """The event keys of a normalised batch, computed for a range of its rows on demand.
+
+    :func:`normalize_deferred` returns one, so a large batch's keys (hashing its
+    ids holds the GIL) can be computed chunk by chunk while the previous chunk
+    is encoded on another thread (:func:`.store.append`).
+    """
+
+    def __init__(self, kind: str, frame: pd.DataFrame, given: Any, raw: Any) -> None:
+        self.kind = kind
+        self.frame = frame
+        self.given = None if given is None else np.asarray(list(given), dtype=object)
+        self.raw = raw
+
+    def __call__(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(eid_hi, eid_lo)`` of rows ``start:stop`` (the same as over the whole batch)."""
+        whole = start == 0 and stop >= len(self.frame)
+        sub = self.frame if whole else self.frame.iloc[start:stop]
+        given = None if self.given is None else self.given[start:stop]
+        raw = None if self.raw is None else self.raw[start:stop]
+        return _event_keys(self.kind, sub, given, raw)
+
+
 def normalize(
     kind: str,
     *,
@@ -319,6 +345,43 @@ def normalize(
     now: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """One typed, validated DataFrame of events (see the module docstring).
+
+    Raises
+    ------
+    ValidationError
+        Naming the first bad rows; nothing is stored.
+    """
+    frame, keys = normalize_deferred(
+        kind,
+        ids=ids,
+        ts=ts,
+        event_ids=event_ids,
+        score=score,
+        label=label,
+        features=features,
+        arm=arm,
+        value=value,
+        now=now,
+    )
+    frame["eid_hi"], frame["eid_lo"] = keys(0, len(frame))
+    return frame
+
+
+def normalize_deferred(
+    kind: str,
+    *,
+    ids: Any,
+    ts: Any = None,
+    event_ids: Any = None,
+    score: Any = None,
+    label: Any = None,
+    features: Any = None,
+    arm: Any = None,
+    value: Any = None,
+    now: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, EventKeys]:
+    """:func:`normalize` without the event keys: their columns hold zeros, and the
+    :class:`EventKeys` returned computes them (pass both to :func:`.log.log_events`).
 
     Raises
     ------
@@ -383,10 +446,12 @@ def normalize(
         and pd.api.types.infer_dtype(ids, skipna=False) == "string"
         else None
     )
-    frame["eid_hi"], frame["eid_lo"] = _event_keys(kind, frame, given, raw)
+    keys = EventKeys(kind, frame, given, raw)
+    frame["eid_hi"] = np.zeros(n, dtype=np.uint64)  # placeholders: see EventKeys
+    frame["eid_lo"] = np.zeros(n, dtype=np.uint64)
     if given is not None:
         frame["event_id"] = pd.Series(given, dtype=object).astype(str).to_numpy()
-    return frame
+    return frame, keys
 
 
 def from_records(kind: str, records: list[Any], now: pd.Timestamp | None = None) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import pandas as pd
 from ..snapshots.catalog import get_snapshot
 from ..workspace import Workspace
 from . import store
-from .ingest import check_kind
+from .ingest import EventKeys, check_kind
 
 
 @dataclass
@@ -37,8 +37,13 @@ class Logged:
         return f"stored {self.rows:,} {self.kind} for {ref} (segment {self.segment})"
 
 
-def log_events(ws: Workspace, model: str, kind: str, frame: pd.DataFrame) -> Logged:
+def log_events(
+    ws: Workspace, model: str, kind: str, frame: pd.DataFrame, keys: EventKeys | None = None
+) -> Logged:
     """Store a validated batch for ``model`` (a name or a ref).
+
+    ``keys``: with a frame from :func:`.ingest.normalize_deferred`, what computes
+    its event keys (the store computes them while it writes).
 
     Predictions are attributed to the snapshot version the ref resolves to
     now (``churn@production`` → its current version), in a ``model_version``
@@ -56,7 +61,7 @@ def log_events(ws: Workspace, model: str, kind: str, frame: pd.DataFrame) -> Log
         frame = frame.assign(model_version=version)
     rid = os.environ.get("OPX_RUN_ID")
     segment = store.append(
-        ws, snap.name, kind, frame, run_id=int(rid) if rid and rid.isdigit() else None
+        ws, snap.name, kind, frame, run_id=int(rid) if rid and rid.isdigit() else None, keys=keys
     )
     with contextlib.suppress(ImportError):
         from .alerts import evaluate_after_ingest

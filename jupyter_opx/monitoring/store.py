@@ -19,6 +19,11 @@ the usual case) instead of deduplicating and sorting everything again.
 :func:`read_delta` also tells a reader which rows arrived since its last read,
 which :mod:`.incremental` folds into the metrics. :func:`compact` merges
 small segments (readers then start again from the merged segment).
+
+Writing a large batch (``opx.log_*`` of 200k rows or more, when a core is
+idle) is pipelined: its event keys are computed 131,072 rows at a time while
+the previous row group is encoded on another thread, and a third hashes and
+writes the encoded bytes; small batches (an HTTP POST) are written in one go.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from ..exceptions import NotFoundError
 from ..store import schema
 from ..store.db import Database, as_utc, utcnow
 from ..workspace import Workspace
-from .ingest import check_kind
+from .ingest import EventKeys, check_kind
 
 SEG = schema.feedback_segments
 
@@ -120,10 +125,26 @@ def _spare_core() -> bool:
         return (os.cpu_count() or 1) >= 2
 
 
-def _write_segment(ws: Workspace, frame: pd.DataFrame) -> tuple[str, int]:
+_CHUNK_ROWS = 131_072  # row group of a pipelined segment (keys of one while another encodes)
+
+
+def _write_segment(
+    ws: Workspace, frame: pd.DataFrame, keys: EventKeys | None = None
+) -> tuple[str, int]:
+    """Encode ``frame`` as a parquet blob (durable); returns its digest and size.
+
+    With ``keys`` (the frame's event-key columns are placeholders) the keys are
+    filled in here: for a large batch on a machine with a spare core, chunk by
+    chunk, each chunk's keys computed (holding the GIL) while the previous
+    chunk's row group is encoded on another thread (not holding it).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    n = len(frame)
+    pipelined = keys is not None and n >= _OFFLOAD_ROWS and _spare_core()
+    if keys is not None and not pipelined:
+        frame["eid_hi"], frame["eid_lo"] = keys(0, n)
     # nthreads=1: the columns convert without copies, and a thread pool per call
     # (pyarrow's default for wide frames) costs more than it saves on a batch
     table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
@@ -135,29 +156,75 @@ def _write_segment(ws: Workspace, frame: pd.DataFrame) -> tuple[str, int]:
         and not pa.types.is_timestamp(f.type)
     ]
     with ws.blobs.writer(durable=True) as sink:
-        offload = len(frame) >= _OFFLOAD_ROWS and _spare_core()
+        offload = pipelined or (n >= _OFFLOAD_ROWS and _spare_core())
         target = _Offload(sink) if offload else sink
         try:
             with pa.BufferedOutputStream(
                 pa.PythonFile(target, mode="w"), buffer_size=8 << 20
             ) as out:
-                pq.write_table(table, out, compression="lz4", use_dictionary=dictionary or False)
+                if pipelined:
+                    assert keys is not None
+                    _write_chunks(out, table, keys, dictionary)
+                else:
+                    pq.write_table(
+                        table, out, compression="lz4", use_dictionary=dictionary or False
+                    )
         finally:
             if isinstance(target, _Offload):
                 target.finish()
     return sink.digest, sink.size
 
 
+def _write_chunks(out: Any, table: Any, keys: EventKeys, dictionary: list[str]) -> None:
+    """Row groups of :data:`_CHUNK_ROWS`: keys of the next while this one encodes."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    i_hi = table.schema.get_field_index("eid_hi")
+    i_lo = table.schema.get_field_index("eid_lo")
+    n = table.num_rows
+    with (
+        pq.ParquetWriter(
+            out, table.schema, compression="lz4", use_dictionary=dictionary or False
+        ) as writer,
+        ThreadPoolExecutor(1, thread_name_prefix="opx-segment-encode") as pool,
+    ):
+        pending: Future[None] | None = None
+        try:
+            for start in range(0, n, _CHUNK_ROWS):
+                stop = min(n, start + _CHUNK_ROWS)
+                hi, lo = keys(start, stop)
+                part = table.slice(start, stop - start)
+                part = part.set_column(i_hi, table.schema.field(i_hi), pa.array(hi))
+                part = part.set_column(i_lo, table.schema.field(i_lo), pa.array(lo))
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(writer.write_table, part)
+            if pending is not None:
+                pending.result()
+        finally:
+            if pending is not None:
+                pending.exception()  # never leave the writer busy on another thread
+
+
 def append(
-    ws: Workspace, model: str, kind: str, frame: pd.DataFrame, run_id: int | None = None
+    ws: Workspace,
+    model: str,
+    kind: str,
+    frame: pd.DataFrame,
+    run_id: int | None = None,
+    keys: EventKeys | None = None,
 ) -> int:
     """Store a validated batch as one segment; returns the segment id.
 
     The blob is written and synced first, then the catalog row is committed
     with a change-sequence bump: when this returns, the events are durable.
+    ``keys``: see :func:`_write_segment`.
     """
     check_kind(kind)
-    digest, size = _write_segment(ws, frame)
+    digest, size = _write_segment(ws, frame, keys)
     ts = frame["ts"]
     lo, hi = ts.min().to_pydatetime(), ts.max().to_pydatetime()
 
