@@ -404,8 +404,8 @@ def test_only_the_lease_holder_readies_and_queues(ws):
 
 def test_loop_wakes_at_the_fire_time_not_at_the_next_tick(ws):
     job = opx.create_job("minutely", JOBS / "no_params.ipynb", schedule="* * * * *")
-    # a clock running 1.5 s before the fire time when the loop starts
-    offset = job.next_run - utcnow() - timedelta(seconds=1.5)
+    # a clock running 4 s before the fire time when the loop starts
+    offset = job.next_run - utcnow() - timedelta(seconds=4)
     sched = Scheduler(ws, clock=lambda: utcnow() + offset, tick=30.0, ready_ahead=0)
     stop = threading.Event()
     loop = threading.Thread(target=sched.run, args=(stop,), daemon=True)

@@ -406,13 +406,15 @@ class Scheduler:
             while not stop.is_set():
                 # a cheap look at the change sequence between passes, so that a run
                 # queued by `opx job run` is picked up at once, not at the next tick:
-                # every WAKE seconds, and as soon as SQLite's write-ahead log changes
+                # on SQLite as soon as its write-ahead log changes (a stat every LOOK
+                # seconds; the sequence itself every tick, in case a change hid in the
+                # file's coarse timestamps), elsewhere every WAKE seconds
                 now = time.monotonic()
                 seq = seen
                 if self.leader:
                     stamp = _stamp(wal)
                     if stamp != mark or now >= next_look:
-                        mark, next_look = stamp, now + WAKE
+                        mark, next_look = stamp, now + (self.tick if wal else WAKE)
                         seq = self.ws.change_seq()
                 due = self._until_fire() == 0.0
                 if seq != seen or now >= next_pass or due:
