@@ -20,7 +20,10 @@ cell tagged ``parameters``, a cell that uses the parameters and, when the
 3. (``--jitter``) scheduler jitter: a job scheduled ``* * * * *``, from the fire
    time (the run's ``scheduled_for``) to its first cell executing, with
    ``opx scheduler`` and with ``opx scheduler --prestart 1`` (goal: median ≤ 1 s).
-   Cron has minute granularity, so each sample is a real minute;
+   In both, the scheduled run goes to the runner the scheduler starts
+   ``--ready-ahead`` (10) seconds before the fire time; the ``--prestart`` pool
+   serves runs requested at any time. Cron has minute granularity, so each
+   sample is a real minute;
 4. 20 runs queued at once to ``opx scheduler --concurrency 2``, from queueing to
    the last run finished, against 20 sequential ``papermill`` CLI runs
    (goal ≤ 0.6×).
