@@ -74,7 +74,8 @@ def _ready_client_class() -> type:
 
         async def _iopub_connected(self, msg_id: str) -> bool:
             seen = False
-            while True:
+            end = time.monotonic() + 2.0  # a kernel that never falls silent: enough seen
+            while time.monotonic() < end:
                 try:
                     msg = await self.iopub_channel.get_msg(timeout=IOPUB_WAIT)
                 except Empty:
@@ -86,6 +87,7 @@ def _ready_client_class() -> type:
                     and msg["content"].get("execution_state") == "idle"
                 ):
                     return True
+            return seen
 
     return ReadyClient
 
