@@ -463,3 +463,53 @@ def test_ready_client_does_not_wait_for_iopub_silence():
         assert min(took) < warm.IOPUB_WAIT
     finally:
         warm.discard(km)
+
+
+def _standby_pids(store_root: Path, marker: bytes = b"--standby") -> list[int]:
+    """Processes of the store at ``store_root`` with ``marker`` in their command line:
+    runners started ahead (``--standby``), or their kernels (``ipykernel``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(marker in part for part in cmd) and f"OPX_HOME={store_root}".encode() in env:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_runner_readied_by_a_killed_scheduler_exits(ws):
+    opx.create_job("minutely", JOBS / "no_params.ipynb", schedule="* * * * *")
+    script = (
+        "from jupyter_opx.workspace import get_workspace\n"
+        "from jupyter_opx.jobs.scheduler import Scheduler\n"
+        "Scheduler(get_workspace(), ttl=2.0, tick=0.1, ready_ahead=120).run()\n"
+    )
+    sched = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, "OPX_HOME": str(ws.root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(lambda: _standby_pids(ws.root) != [], 30)
+        [pid] = _standby_pids(ws.root)
+        _wait_for(lambda: _standby_pids(ws.root, b"ipykernel") != [], 30)  # its kernel
+        sched.kill()
+        sched.wait(10)
+        # its stdin closed with the scheduler: it discards its kernel and exits
+        _wait_for(lambda: _standby_pids(ws.root) == [], 60)
+        _wait_for(lambda: _standby_pids(ws.root, b"ipykernel") == [], 30)
+    finally:
+        if sched.poll() is None:
+            sched.kill()
+            sched.wait()
+    for run in opx.list_runs(limit=None):  # a fire time may have come meanwhile
+        if not run.finished:
+            R.request_cancel(ws, run.id)
+    assert pid > 0
