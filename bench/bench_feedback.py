@@ -553,11 +553,13 @@ def part_log(base: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     def floor(path: Path) -> None:
         table = pa.Table.from_pandas(frame, preserve_index=False)
+        # the same encoding as opx's segments (jupyter_opx/monitoring/store.py)
         dictionary = [
             f.name
             for f in table.schema
             if not (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
             and not pa.types.is_timestamp(f.type)
+            and f.name not in ("id", "event_id")
         ]
         with open(path, "wb") as fh:
             pq.write_table(table, fh, compression="lz4", use_dictionary=dictionary)
@@ -581,6 +583,7 @@ def part_log(base: Path, args: argparse.Namespace) -> dict[str, Any]:
             assert logged.rows == n, logged
 
         for fn in (floor_side, opx_side) if rep % 2 == 0 else (opx_side, floor_side):
+            os.sync()  # neither side pays for the other's dirty pages
             gc.collect()
             fn()
         close_store(store)

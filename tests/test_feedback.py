@@ -63,7 +63,7 @@ def test_timestamps_iso_epoch_missing_and_mixed():
 @pytest.mark.parametrize(
     ("kwargs", "message", "rows"),
     [
-        (dict(ids=["a", None, ""], score=[0.1, 0.2, 0.3]), "non-empty id", [1, 2]),
+        (dict(ids=["a", None, "", " \t"], score=[0.1, 0.2, 0.3, 0.4]), "non-empty id", [1, 2, 3]),
         (dict(ids=["a", "b"], score=[0.1, float("nan")]), "score must be a finite number", [1]),
         (dict(ids=["a", "b"], score=[0.1, "x"]), "score must be a finite number", [1]),
         (dict(ids=["a", "b"], score=[0.1, 0.2], ts=["2026-11-30", "yesterday"]), "ts must be", [1]),

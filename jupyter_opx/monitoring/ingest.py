@@ -85,8 +85,13 @@ def _ids(kind: str, values: Any) -> pd.Series:
         or pa.types.is_null(arr.type)
     ):
         raise _bad(kind, "ids must be strings or integers", range(len(arr)))
+    # null, empty or whitespace only (utf8_is_space: non-empty and all whitespace),
+    # without building trimmed copies of a million strings
     blank = (
-        pc.or_kleene(pc.is_null(arr), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(arr)), 0))
+        pc.or_kleene(
+            pc.or_kleene(pc.is_null(arr), pc.equal(pc.binary_length(arr), 0)),
+            pc.utf8_is_space(arr),
+        )
         if not pa.types.is_null(arr.type)
         else pa.array(np.ones(len(arr), bool))
     )
@@ -180,12 +185,81 @@ _KIND_CODE = {"predictions": 1, "treatments": 2, "outcomes": 3}
 _SEEDS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD1B54A32D192ED03))
 
 
-def _hash_strings(values: Any, key: str) -> np.ndarray:
-    """siphash of each string (pandas' hash_array), 64 bits."""
+_WORD_MASKS = np.array(
+    [0, *((1 << (8 * k)) - 1 for k in range(1, 8)), (1 << 64) - 1], dtype=np.uint64
+)
+_STRING_SEEDS = {
+    "opx-event-id-k01": np.uint64(0x8F1BBCDC6ED9EBA1),
+    "opx-event-id-k02": np.uint64(0x5A827999CA62C1D6),
+}
+
+
+def _utf8_arrow(values: Any) -> Any:
+    """``values`` (strings) as one Arrow ``large_binary`` array without nulls (null → "")."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if isinstance(values, (pd.Series, pd.Index)):
-        values = values.to_numpy(dtype=object, na_value="")
-    # categorize=False: ids are mostly distinct, factorizing them first costs more
-    return pd.util.hash_array(np.asarray(values, dtype=object), hash_key=key, categorize=False)
+        arr = pa.array(values.array if isinstance(values, pd.Series) else values, from_pandas=True)
+    elif isinstance(values, (pa.Array, pa.ChunkedArray)):
+        arr = values
+    else:
+        arr = pa.array(np.asarray(values, dtype=object), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        arr = pc.cast(arr, pa.string())
+    if arr.null_count:
+        arr = pc.fill_null(arr, "")
+    return pc.cast(arr, pa.large_binary())
+
+
+def _hash_strings(values: Any, key: str) -> np.ndarray:
+    """A 64-bit hash of each string's UTF-8 bytes, vectorised over Arrow's buffers.
+
+    No Python object per string: the bytes are read 8 at a time through an
+    unaligned ``uint64`` view of the data buffer, masked past each string's
+    end, and chained through :func:`_mix` from a seed mixed with the length
+    (so "ab" and "ab\\x00" differ). Each pass covers the strings still long
+    enough, so the work is proportional to the total bytes, whatever the
+    longest string.
+    """
+    seed = _STRING_SEEDS[key]
+    arr = _utf8_arrow(values)
+    n = len(arr)
+    if n == 0:
+        return np.empty(0, dtype=np.uint64)
+    _, off_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(off_buf, dtype=np.int64, count=n + 1, offset=arr.offset * 8)
+    first = int(offsets[0])
+    size = int(offsets[-1]) - first
+    padded = np.zeros(size + 8, dtype=np.uint8)
+    if size:
+        padded[:size] = np.frombuffer(data_buf, dtype=np.uint8, count=size, offset=first)
+    # every byte offset read as a little-endian uint64 (an unaligned, overlapping view)
+    words = np.ndarray((size + 1,), dtype="<u8", buffer=padded, strides=(1,))
+    starts = offsets[:-1] - first
+    lengths = np.diff(offsets)
+    with np.errstate(over="ignore"):
+        h = _mix(lengths.astype(np.uint64) + seed)
+        n_words = (lengths + 7) // 8
+        most = int(n_words.max())
+        # more[j]: how many strings have a word j (more than j words)
+        more = n - np.cumsum(np.bincount(n_words, minlength=most + 1))
+        # longest first, so that the strings with a word j are a prefix of ``order``
+        # (a radix sort on small keys); the common case, no string over 8 bytes and
+        # none empty, needs no order at all
+        order: Any = None
+        if most > 1 or more[0] < n:
+            rank = most - n_words
+            order = np.argsort(rank.astype(np.uint16) if most < 2**16 else rank, kind="stable")
+        for j in range(most):
+            rows = order[: int(more[j])] if order is not None else slice(None)
+            left = np.minimum(lengths[rows] - 8 * j, 8)
+            w = words[starts[rows] + 8 * j] & _WORD_MASKS[left]
+            w += seed + np.uint64(j)
+            h[rows] = _mix(h[rows] ^ _mix(w))
+    return h
 
 
 def _mix(x: Any) -> Any:
@@ -253,17 +327,16 @@ def _both(parts: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         return hi, lo.result()
 
 
-def _event_keys(
-    kind: str, frame: pd.DataFrame, given: Any, raw_ids: Any = None
-) -> tuple[np.ndarray, np.ndarray]:
+def _event_keys(kind: str, frame: pd.DataFrame, given: Any) -> tuple[np.ndarray, np.ndarray]:
     """A 128-bit key per event (two uint64 columns) that identifies re-sent events.
 
     From the given ``event_id`` when there is one, else from the event's
     content (kind, id, time and its value): the same event sent twice gets the
-    same key, so readers count it once. Strings are hashed once (siphash); the
-    parts are then combined with a vectorised 64-bit mix under two seeds.
+    same key, so readers count it once. Strings are hashed once, vectorised over
+    their Arrow buffers (:func:`_hash_strings`); the parts are then combined with
+    a vectorised 64-bit mix under two seeds.
     """
-    ids = raw_ids if raw_ids is not None else frame["id"]
+    ids = frame["id"]  # Arrow-backed: hashed over its buffers, no copy
     parts: list[Any] = [
         np.uint64(_KIND_CODE[kind]),
         _hash_strings(ids, "opx-event-id-k01"),
@@ -316,19 +389,17 @@ class EventKeys:
     is encoded on another thread (:func:`.store.append`).
     """
 
-    def __init__(self, kind: str, frame: pd.DataFrame, given: Any, raw: Any) -> None:
+    def __init__(self, kind: str, frame: pd.DataFrame, given: Any) -> None:
         self.kind = kind
         self.frame = frame
         self.given = None if given is None else np.asarray(list(given), dtype=object)
-        self.raw = raw
 
     def __call__(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """``(eid_hi, eid_lo)`` of rows ``start:stop`` (the same as over the whole batch)."""
         whole = start == 0 and stop >= len(self.frame)
         sub = self.frame if whole else self.frame.iloc[start:stop]
         given = None if self.given is None else self.given[start:stop]
-        raw = None if self.raw is None else self.raw[start:stop]
-        return _event_keys(self.kind, sub, given, raw)
+        return _event_keys(self.kind, sub, given)
 
 
 def normalize(
@@ -438,15 +509,7 @@ def normalize_deferred(
             raise ValidationError("outcomes need a value for every event")
         frame["value"] = _numbers(kind, "value", broadcast(value, "value"))
     given = broadcast(event_ids, "event_id") if event_ids is not None else None
-    # hash the caller's strings directly (no round trip through Arrow) when they are all strings
-    raw = (
-        ids
-        if isinstance(ids, np.ndarray)
-        and ids.dtype == object
-        and pd.api.types.infer_dtype(ids, skipna=False) == "string"
-        else None
-    )
-    keys = EventKeys(kind, frame, given, raw)
+    keys = EventKeys(kind, frame, given)
     frame["eid_hi"] = np.zeros(n, dtype=np.uint64)  # placeholders: see EventKeys
     frame["eid_lo"] = np.zeros(n, dtype=np.uint64)
     if given is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..snapshots.catalog import get_snapshot
+from ..snapshots.catalog import resolve_version
 from ..workspace import Workspace
 from . import store
 from .ingest import EventKeys, check_kind
@@ -55,16 +55,16 @@ def log_events(
         The model (snapshot name) does not exist.
     """
     check_kind(kind)
-    snap = get_snapshot(ws, model)
-    version = snap.version if kind == "predictions" else None
+    name, resolved = resolve_version(ws, model)
+    version = resolved if kind == "predictions" else None
     if version is not None:
         frame = frame.assign(model_version=version)
     rid = os.environ.get("OPX_RUN_ID")
     segment = store.append(
-        ws, snap.name, kind, frame, run_id=int(rid) if rid and rid.isdigit() else None, keys=keys
+        ws, name, kind, frame, run_id=int(rid) if rid and rid.isdigit() else None, keys=keys
     )
     with contextlib.suppress(ImportError):
         from .alerts import evaluate_after_ingest
 
-        evaluate_after_ingest(ws, snap.name)
-    return Logged(snap.name, version, kind, len(frame), segment)
+        evaluate_after_ingest(ws, name)
+    return Logged(name, version, kind, len(frame), segment)

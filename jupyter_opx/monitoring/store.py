@@ -157,12 +157,15 @@ def _write_segment(
     # nthreads=1: the columns convert without copies, and a thread pool per call
     # (pyarrow's default for wide frames) costs more than it saves on a batch
     table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
-    # dictionaries pay off for ids and categories, not for continuous numbers
+    # dictionaries pay off for categories (arms, categorical features), not for
+    # numbers, times or the ids and event ids, which are mostly distinct within a
+    # batch: pyarrow would hash each into a dictionary only to give up at its limit
     dictionary = [
         f.name
         for f in table.schema
         if not (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))
         and not pa.types.is_timestamp(f.type)
+        and f.name not in ("id", "event_id")
     ]
     with ws.blobs.writer(durable=True) as sink:
         offload = pipelined or (n >= _OFFLOAD_ROWS and _spare_core())

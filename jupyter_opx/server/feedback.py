@@ -81,7 +81,7 @@ class IngestHandler(OpxHandler):
 
     async def prepare(self) -> None:
         from ..monitoring.ingest import KINDS
-        from ..snapshots.catalog import get_snapshot
+        from ..snapshots.catalog import resolve_version
 
         await super().prepare()  # authenticated first: strangers learn nothing
         self._chunks: list[bytes] = []
@@ -96,7 +96,7 @@ class IngestHandler(OpxHandler):
         if length.isdigit() and int(length) > limit:
             raise _too_large(limit)
         # an unknown model is answered before its body is read
-        await self.run_blocking(get_snapshot, self.ctx.ws, self.path_kwargs["model"])
+        await self.run_blocking(resolve_version, self.ctx.ws, self.path_kwargs["model"])
         set_max = getattr(self.request.connection, "set_max_body_size", None)
         if set_max is not None:
             # chunked bodies: read (and drop) up to twice the limit to answer 413 cleanly

@@ -211,6 +211,20 @@ def get_snapshot(ws: Workspace, ref: str | Ref) -> Snapshot:
         return _to_snapshot(ws, conn, resolve_row(conn, ref))
 
 
+def resolve_version(ws: Workspace, ref: str | Ref) -> tuple[str, int]:
+    """``(name, version)`` of the snapshot a reference points at, and nothing more.
+
+    One indexed lookup, for hot paths (every feedback batch resolves its model)
+    that need neither the datasets nor the aliases :func:`get_snapshot` gathers.
+    """
+    parse_ref(ref)
+    if not ws.exists:
+        raise _no_store(ref)
+    with ws.db.transaction() as conn:
+        row = resolve_row(conn, ref)
+    return str(row.name), int(row.version)
+
+
 def list_snapshots(
     ws: Workspace, name: str | None = None, limit: int | None = None, offset: int = 0
 ) -> SnapshotList:
