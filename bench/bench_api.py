@@ -69,7 +69,7 @@ ENDPOINTS = [
     ("runs?status=failed", "runs?status=failed&limit=50"),
     ("snapshots, default page", "snapshots"),
     ("snapshots, offset 950", "snapshots?offset=950"),
-    ("snapshots, limit 500", "snapshots?limit=500"),
+    ("snapshots, limit 200 (the largest page)", "snapshots?limit=200"),
     ("runs, default page", "runs"),
     ("runs, offset 9,950", "runs?offset=9950"),
     ("runs?status=, offset 500", "runs?status=failed&offset=500"),

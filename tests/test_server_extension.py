@@ -516,6 +516,7 @@ def test_stream_sends_the_change_sequence_and_its_moves(
         ("GET", "/snapshots/{ref}", {"ref": "bad ref!"}, None, None, 400, ""),
         ("GET", "/snapshots", None, {"limit": 0}, None, 400, "limit must be"),
         ("GET", "/snapshots", None, {"limit": "ten"}, None, 400, "limit must be"),
+        ("GET", "/runs", None, {"limit": 201}, None, 400, "limit must be from 1 to 200"),
         ("GET", "/snapshots", None, {"offset": -1}, None, 400, "offset must be"),
         (
             "POST",

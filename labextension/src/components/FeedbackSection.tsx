@@ -235,7 +235,7 @@ export function FeedbackSection(props: {
   const [win, setWin] = React.useState('1d');
   const models = useResource(
     () =>
-      requestAPI<Page<DescribeModel>>(`models${query({ limit: 500 })}`).then(
+      requestAPI<Page<DescribeModel>>(`models${query({ limit: 200 })}`).then(
         p => itemsOf(p)
       ),
     []
