@@ -223,7 +223,9 @@ def create_snapshot(
     results: dict[str, dict[str, Any]] = {}
     fingerprints: dict[str, str] = {}
     summary_sizes: dict[str, int] = {}
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="opx-snapshot") as pool:
+    # one thread per task (model, git, environment, per dataset encoding and
+    # fingerprint, summaries): none waits in the queue behind another
+    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="opx-snapshot") as pool:
         model_f = pool.submit(_store_model, ws, model, allow_pickle) if model is not None else None
         git_f = pool.submit(provenance.git_info, Path(nb_path).parent if nb_path else None)
         # warm the module → distribution map while the heavy work runs
@@ -252,10 +254,14 @@ def create_snapshot(
                 encoding[key] = pool.submit(_store_frame, ws, frame)
                 if key not in fingerprints:
                     printing[key] = pool.submit(codecs.fingerprint, frame, meta, 1)
-        model_info = model_f.result() if model_f is not None else None
         summary_f: Future[tuple[str, int]] | None = None
+        if ref_key is not None and hits[ref_key] is None:
+            # new reference data: nothing to reuse, so its summaries start now,
+            # beside the encoding, instead of after the model is stored
+            summary_f = pool.submit(_store_summary, ws, model, frames[ref_key][0], None)
+        model_info = model_f.result() if model_f is not None else None
         reused_summary: str | None = None
-        if ref_key is not None:
+        if ref_key is not None and summary_f is None:
             hit = hits[ref_key]
             if hit is not None:
                 reused_summary = _reusable_summary(
