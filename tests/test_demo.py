@@ -74,7 +74,10 @@ def test_price_change_fires_the_alert_and_retrains(tmp_path, capsys):
     )
     ws = Workspace(folder / ".opx")
     [rule] = opx.alerts("churn", workspace=ws)
-    assert rule.state == "firing" and rule.trigger_job == "retrain_churn"
+    # it fired on the price change; with 400 customers a day it may resolve a day
+    # later (PSI 0.26, then 0.18 against churn/1, the version still serving)
+    assert rule.trigger_job == "retrain_churn" and "ALERT FIRING" in out
+    assert rule.state in ("firing", "resolved")
     [retrain] = opx.list_runs("retrain_churn", limit=None, workspace=ws)
     assert retrain.trigger == "alert" and retrain.status == "succeeded"
     snaps = opx.list_snapshots("churn", workspace=ws)

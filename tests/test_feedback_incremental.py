@@ -135,11 +135,33 @@ def test_a_new_snapshot_version_is_measured_against_its_own_reference(ws):
     opx.snapshot(
         "churn", model=train_model(shifted, max_iter=20), data={"train": shifted[FEATURES]}
     )
-    ids, scores, feats, ts = _batch(100, 2, 500, 0)
+    # later the same day, from the new version (the bare name logs as the latest)
+    ids, scores, feats, ts = _batch(100, 2, 500, 0.9, hours=2.0)
     opx.log_predictions("churn", ids, scores, features=feats, ts=ts)
     live = compute(ws, "churn", "1d")
     assert live.reference != first.reference
     _same(live, _cold(ws, "1d"), "new version")
+
+
+def test_drift_of_a_bare_name_is_measured_against_the_serving_version(ws):
+    """A challenger snapshotted since the predictions were made (churn/2, trained on
+    shifted data, not serving) is not the reference of ``opx.feedback("churn")``:
+    the version that made the newest predictions is; a ref with a version still
+    chooses its own."""
+    from jupyter_opx.demo import FEATURES, churn_customers, train_model
+
+    ids, scores, feats, ts = _batch(500, 1, 0, 0)
+    opx.log_predictions("churn", ids, scores, features=feats, ts=ts)
+    shifted = churn_customers(1500, seed=9, price_change=0.4)
+    opx.snapshot(
+        "churn", model=train_model(shifted, max_iter=20), data={"train": shifted[FEATURES]}
+    )
+    assert compute(ws, "churn", "1d").reference == "churn/1"
+    assert compute(ws, "churn/2", "1d").reference == "churn/2"
+    opx.promote("churn/2", "production")
+    ids, scores, feats, ts = _batch(100, 2, 500, 0.9, hours=2.0)  # newer than the first
+    opx.log_predictions("churn@production", ids, scores, features=feats, ts=ts)
+    assert compute(ws, "churn", "1d").reference == "churn/2"
 
 
 def test_read_delta_reports_only_new_rows(ws):

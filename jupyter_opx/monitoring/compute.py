@@ -210,6 +210,21 @@ def model_name(ref: str) -> str:
     return parse_ref(ref).name
 
 
+def _serving_ref(ws: Workspace, model: str) -> str:
+    """``model`` when it names a version or an alias; for a bare name, ``name/N`` of
+    the version that logged the newest predictions (``model_version``), if any."""
+    r = parse_ref(model)
+    if r.version is not None or r.alias is not None or not ws.exists:
+        return model
+    preds = store.read(ws, r.name, "predictions")  # cached: the tables read it anyway
+    if not len(preds) or "model_version" not in preds:
+        return model
+    last = preds["model_version"].last_valid_index()  # rows are in time order
+    if last is None:
+        return model
+    return f"{r.name}/{int(preds.at[last, 'model_version'])}"
+
+
 def compute(
     ws: Workspace,
     model: str,
@@ -222,14 +237,16 @@ def compute(
 ) -> Feedback:
     """Build the :class:`Feedback` of ``model`` (a name or a ref; see module docstring).
 
-    Drift is measured against the snapshot ``model`` resolves to (the latest
-    version for a bare name); performance, uplift and volume cover all the
-    model's events. Called again for the same model and time window, it
+    Drift is measured against the snapshot ``model`` resolves to; for a bare
+    name, against the version that made the newest predictions (the one
+    serving: a challenger snapshotted since, not yet serving, is not the
+    reference), else the latest version. Performance, uplift and volume cover
+    all the model's events. Called again for the same model and time window, it
     starts from what the previous call left (:mod:`.incremental`): only the
     rows stored since are read and folded in, with the same results as a
     computation from scratch.
     """
-    snap = get_snapshot(ws, model)
+    snap = get_snapshot(ws, _serving_ref(ws, model))
     name = snap.name
     options = (horizon, threshold, control_arm, missing_outcome)
     live = incremental.time_window(window)
