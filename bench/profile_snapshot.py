@@ -85,7 +85,7 @@ def snapshot_stages(frame: Any, model: Any, base: Path, reps: int) -> list[tuple
     buf = io.BytesIO()
     pq.write_table(table, buf)
     encoded = buf.getvalue()
-    fp = codecs.fingerprint(frame, meta)
+    quick = codecs.quick_key(frame, meta)
 
     def fresh() -> Workspace:
         shutil.rmtree(base / "stages" / "blobs", ignore_errors=True)
@@ -93,7 +93,8 @@ def snapshot_stages(frame: Any, model: Any, base: Path, reps: int) -> list[tuple
 
     stages: list[tuple[str, Callable[[], Any]]] = [
         ("fingerprint (sha256 of the frame's memory)", lambda: codecs.fingerprint(frame, meta)),
-        ("data_cache lookup", lambda: capture._cache_lookup(ws, fp)),
+        ("quick key (names, dtypes, shape, 512 rows)", lambda: codecs.quick_key(frame, meta)),
+        ("data_cache lookup by quick key", lambda: capture._candidates(ws, quick)),
         ("parquet: pa.Table.from_pandas", lambda: pa.Table.from_pandas(frame)),
         ("parquet: pq.write_table to memory", lambda: pq.write_table(table, io.BytesIO())),
         ("sha256 of the parquet bytes", lambda: hashlib.sha256(encoded).hexdigest()),
@@ -155,7 +156,7 @@ def timeline(frame: Any, model: Any, base: Path, reps: int) -> list[tuple[str, f
 
     patches = [
         wrap(codecs, "fingerprint", "fingerprint"),
-        wrap(capture, "_cache_lookup", "data_cache lookup"),
+        wrap(capture, "_candidates", "data_cache lookup"),
         wrap(capture, "_store_frame", "parquet blob (_store_frame)"),
         wrap(codecs, "write_parquet", "  write_parquet"),
         wrap(capture, "_store_summary", "summaries (_store_summary)"),
