@@ -6,6 +6,7 @@ are skipped without it. Playwright's own browser download is never used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,18 +151,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     return report
 
 
-@pytest.fixture
-def page(lab: Lab, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """A chromium page (1280×800) for ``lab``; a screenshot when the test fails."""
+@contextlib.contextmanager
+def chromium_page(request: pytest.FixtureRequest, height: int, console_log: str) -> Iterator[Any]:
+    """A headless chromium page, 1280 wide, its console written to
+    ``test-artifacts/<console_log>``, a screenshot there when the test fails."""
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip(f"no chromium at {CHROMIUM}: apt-get install chromium (make test does)")
     sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context = browser.new_context(viewport={"width": 1280, "height": height})
         page = context.new_page()
         page.set_default_timeout(20_000)
-        console = (ARTIFACTS / "browser-console.log").open("w")
+        console = (ARTIFACTS / console_log).open("w")
         page.on("console", lambda m: console.write(f"[{m.type}] {m.text}\n"))
         page.on("pageerror", lambda e: console.write(f"[pageerror] {e}\n"))
         try:
@@ -172,3 +176,10 @@ def page(lab: Lab, request: pytest.FixtureRequest):  # type: ignore[no-untyped-d
             context.close()
             browser.close()
             console.close()
+
+
+@pytest.fixture
+def page(lab: Lab, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """A chromium page (1280×800) for ``lab``; a screenshot when the test fails."""
+    with chromium_page(request, 800, "browser-console.log") as page:
+        yield page

@@ -15,7 +15,6 @@ reload, then switches the window. Screenshots go to test-artifacts/
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _free_port
+from .conftest import ARTIFACTS, _free_port, chromium_page
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -119,30 +118,13 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
 
 @pytest.fixture
 def browser_page(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """A chromium page (1280×1000); a screenshot when the test fails."""
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip(f"no chromium at {CHROMIUM}: apt-get install chromium (make test does)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        console = (ARTIFACTS / "browser-console-dashboard.log").open("w")
-        page.on("console", lambda m: console.write(f"[{m.type}] {m.text}\n"))
-        page.on("pageerror", lambda e: console.write(f"[pageerror] {e}\n"))
+    """A chromium page (1280×1000) that records the URLs it requests; a screenshot
+    when the test fails."""
+    with chromium_page(request, 1000, "browser-console-dashboard.log") as page:
         requests_seen: list[str] = []
         page.on("request", lambda r: requests_seen.append(r.url))
-        page.requests_seen = requests_seen  # type: ignore[attr-defined]
-        try:
-            yield page
-            report = getattr(request.node, "rep_call", None)
-            if report is not None and report.failed:
-                page.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"))
-        finally:
-            context.close()
-            browser.close()
-            console.close()
+        page.requests_seen = requests_seen
+        yield page
 
 
 def _live_predictions(n: int = 40) -> list[dict]:
