@@ -93,7 +93,8 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(HERE))
 
 import feedbackdata as fd  # noqa: E402
-from idle import OtherLoad  # noqa: E402
+from idle import TreeLoad, descendants, wait_idle  # noqa: E402
+from idle import proc_stat as _stat  # noqa: E402
 
 MLFLOW_VENV = HERE / ".venv-mlflow"
 EVIDENTLY_VENV = HERE / ".venv-evidently"
@@ -116,66 +117,9 @@ def say(text: str) -> None:
 
 
 # -- processes: CPU of our own tree, quiet machine, servers -------------------------------
-def _stat(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/PID/stat (after the command name), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            text = fh.read()
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2 :].split()
-
-
-def descendants(root: int) -> list[int]:
-    """Live (or not yet reaped) descendants of ``root``."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            fields = _stat(int(name))
-            if fields is not None:
-                children.setdefault(int(fields[1]), []).append(int(name))
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = _stat(pid)
-    if fields is None:
-        return 0
-    return sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-
-
-class TreeLoad(OtherLoad):
-    """:class:`idle.OtherLoad`, not counting this script's descendants as "other"."""
-
-    def _own(self) -> float:  # type: ignore[override]
-        t = os.times()
-        own = t.user + t.system + t.children_user + t.children_system
-        return own + sum(cpu_ticks(p) for p in descendants(os.getpid())) / self.tick
-
-
 def wait_quiet(limit: float, timeout: float) -> float | None:
     """Wait until other processes use less than ``limit`` cores over one second."""
-    if timeout <= 0:
-        return None
-    deadline = time.monotonic() + timeout
-    told = False
-    while True:
-        probe = TreeLoad()
-        time.sleep(1.0)
-        cores = probe.cores()
-        if cores is None or cores < limit or time.monotonic() >= deadline:
-            if told or (cores is not None and cores >= limit):
-                state = "idle" if cores is not None and cores < limit else "still busy"
-                say(f"machine {state} ({cores:.2f} cores)")
-            return cores
-        if not told:
-            say(f"other processes use {cores:.2f} cores; waiting (≤ {timeout:.0f} s)")
-            told = True
+    return wait_idle(limit, timeout, load=TreeLoad)
 
 
 def measured(

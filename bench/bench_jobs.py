@@ -59,7 +59,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from idle import OtherLoad  # noqa: E402
+import idle  # noqa: E402
+from idle import cpu_ticks, descendants  # noqa: E402
+from idle import proc_stat as _stat  # noqa: E402
 
 RESULTS = HERE / "results"
 BIN = Path(sys.executable).parent  # the venv's bin: opx, papermill
@@ -114,46 +116,12 @@ def bytecode_cache(folder: Path) -> None:
 
 
 # -- processes: CPU of our own tree, and cleaning up ---------------------------------------
-def _stat(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/PID/stat (after the command name), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            text = fh.read()
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2 :].split()
-
-
-def descendants(root: int) -> list[int]:
-    """Live (or not yet reaped) descendants of ``root``."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            fields = _stat(int(name))
-            if fields is not None:
-                children.setdefault(int(fields[1]), []).append(int(name))
-    out, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             return fh.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
-
-
-def cpu_ticks(pid: int, children: bool = True) -> int:
-    fields = _stat(pid)
-    if fields is None:
-        return 0
-    own = int(fields[11]) + int(fields[12])  # utime, stime
-    return own + (int(fields[13]) + int(fields[14]) if children else 0)  # cutime, cstime
 
 
 #: processes this script waits for itself (never reaped by ``reap_orphans``)
@@ -190,8 +158,8 @@ def reap_orphans() -> int:
     return reaped
 
 
-class TreeLoad(OtherLoad):
-    """:class:`idle.OtherLoad`, not counting this script's descendants as "other".
+class TreeLoad(idle.TreeLoad):
+    """:class:`idle.TreeLoad`, orphans adopted and reaped first.
 
     Schedulers, runners and kernels started here are part of what is measured.
     A descendant's CPU is read from /proc while it lives (or lingers as a zombie)
@@ -199,36 +167,14 @@ class TreeLoad(OtherLoad):
     see ``become_subreaper``), so the sum stays continuous.
     """
 
-    def _own(self) -> float:  # type: ignore[override]
+    def _own(self) -> float:
         reap_orphans()
-        t = os.times()
-        own = t.user + t.system + t.children_user + t.children_system
-        ticks = sum(cpu_ticks(pid) for pid in descendants(os.getpid()))
-        return own + ticks / self.tick
+        return super()._own()
 
 
 def wait_quiet(limit: float, timeout: float, label: str = "bench") -> float | None:
     """``idle.wait_idle`` with :class:`TreeLoad` (our idle scheduler is not "other")."""
-    if timeout <= 0:
-        return None
-    deadline = time.monotonic() + timeout
-    told = False
-    while True:
-        probe = TreeLoad()
-        time.sleep(1.0)
-        cores = probe.cores()
-        if cores is None or cores < limit or time.monotonic() >= deadline:
-            if told or (cores is not None and cores >= limit):
-                state = "idle" if cores is not None and cores < limit else "still busy"
-                print(f"{label}: machine {state} ({cores:.2f} cores)", file=sys.stderr)
-            return cores
-        if not told:
-            print(
-                f"{label}: other processes use {cores:.2f} cores; waiting (≤ {timeout:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
-            told = True
+    return idle.wait_idle(limit, timeout, label, load=TreeLoad)
 
 
 class Scheduler:
