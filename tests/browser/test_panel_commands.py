@@ -47,6 +47,7 @@ def _answer(status: int, content_type: str, body: str):  # type: ignore[no-untyp
 
 
 def test_server_check_and_commands(lab: Lab, page) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     import jupyter_opx as opx
@@ -115,6 +116,10 @@ def test_server_check_and_commands(lab: Lab, page) -> None:  # type: ignore[no-u
     page.route(VERSION_ROUTE, lambda route: route.abort())
     page.reload()
     _wait_shell(page)
+    try:  # JupyterLab restores the open sidebar only if it saved its layout before the reload
+        panel.wait_for(state="visible", timeout=3_000)
+    except PlaywrightTimeout:
+        page.get_by_role("tab", name=re.compile(r"^opx")).click()
     alert = panel.get_by_role("alert")
     expect(alert).to_contain_text(
         "The jupyter_opx server extension does not answer: cannot reach the Jupyter server"
