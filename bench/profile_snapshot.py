@@ -156,6 +156,9 @@ def timeline(frame: Any, model: Any, base: Path, reps: int) -> list[tuple[str, f
 
     patches = [
         wrap(codecs, "fingerprint", "fingerprint"),
+        wrap(codecs, "quick_key", "quick key"),
+        wrap(codecs, "as_frame", "as_frame"),
+        wrap(provenance, "module_distributions", "module_distributions"),
         wrap(capture, "_candidates", "data_cache lookup"),
         wrap(capture, "_store_frame", "parquet blob (_store_frame)"),
         wrap(codecs, "write_parquet", "  write_parquet"),
@@ -271,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=churnlike.ROWS)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument(
+        "--timeline-only", action="store_true", help="only the threaded snapshot timeline"
+    )
     parser.add_argument("--top", type=int, default=35, help="lines of each cProfile listing")
     parser.add_argument("--json", default=None, help="also write the stage timings here")
     args = parser.parse_args(argv)
@@ -280,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(tempfile.mkdtemp(prefix="opx-profile-"))
     wait_idle(label="profile")
     try:
+        if args.timeline_only:
+            timeline(frame, model, base, args.reps)
+            return 0
         snap = snapshot_stages(frame, model, base, args.reps)
         load = load_stages(frame, model, base, args.reps)
         for title, rows in (("opx.snapshot", snap), ("opx.load_model + load_data", load)):

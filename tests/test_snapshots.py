@@ -420,3 +420,68 @@ def test_data_sharing_the_quick_key_but_not_the_content_is_stored_anew(tmp_path,
     third = opx.snapshot("q", data=df.copy())  # equal content, another object
     assert third.data["data"].digest == first.data["data"].digest
     assert third.data["data"].reused_from == "q/1"
+
+
+# -- large frames: hashed and written beside their encoding ---------------------------------------
+def test_offloaded_encoding_stores_the_same_blob(
+    store: Path, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offload path (frames over ``_OFFLOAD_BYTES``) gives the bytes the direct path gives."""
+    direct = opx.snapshot("direct", data={"train": frame})
+    calls = []
+    real = capture.OffloadWriter
+
+    class Counted(real):  # type: ignore[misc,valid-type]
+        def write(self, data: Any) -> int:
+            calls.append(len(memoryview(data)))
+            return super().write(data)
+
+    monkeypatch.setattr(capture, "OffloadWriter", Counted)
+    monkeypatch.setattr(capture, "_OFFLOAD_BYTES", 0)
+    other = frame.copy()
+    other["extra"] = 1.0  # another quick key: encoded, not reused
+    offloaded = opx.snapshot("offloaded", data={"train": other})
+    assert calls, "the offload path was not taken"
+    info = offloaded.data["train"]
+    blob = store / "blobs" / "sha256" / info.digest[:2] / info.digest[2:]
+    assert sum(calls) == blob.stat().st_size == info.size
+    pd.testing.assert_frame_equal(opx.load_data(offloaded.ref, "train"), other)
+    # the same frame through both paths: the same content address
+    again = opx.snapshot("offloaded2", data={"train": frame.assign(z=0)})
+    monkeypatch.setattr(capture, "_OFFLOAD_BYTES", 1 << 60)
+    same = opx.snapshot("direct2", data={"train": frame.assign(z=0)})
+    assert same.data["train"].digest == again.data["train"].digest
+    assert direct.data["train"].digest != again.data["train"].digest
+    import hashlib
+
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() == info.digest
+
+
+def test_offloaded_encoding_error_leaves_nothing(
+    store: Path, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An encoding that fails half way reports its own error and leaves no partial blob.
+
+    (The summaries, computed beside the encoding, may already be stored: an
+    unreferenced, complete blob, as after a process killed mid-snapshot.)
+    """
+    from jupyter_opx.snapshots import codecs
+
+    opx.snapshot("m", data={"train": frame})
+    before = sorted(p.relative_to(store) for p in (store / "blobs").rglob("*") if p.is_file())
+    real = codecs.write_parquet
+
+    def half(data: Any, sink: Any) -> None:
+        sink.write(b"PAR1" + b"x" * 1000)
+        raise RuntimeError("encoder crashed")
+
+    monkeypatch.setattr(capture, "_OFFLOAD_BYTES", 0)
+    monkeypatch.setattr(codecs, "write_parquet", half)
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        opx.snapshot("m", data={"train": frame.assign(extra=2.0)})
+    monkeypatch.setattr(codecs, "write_parquet", real)
+    after = sorted(p.relative_to(store) for p in (store / "blobs").rglob("*") if p.is_file())
+    new = [store / p for p in after if p not in before]
+    assert all(p.parent.name != "tmp" for p in new), new
+    assert all(p.read_bytes().startswith(b"{") for p in new), new  # summaries only
+    assert [s.version for s in opx.list_snapshots("m")] == [1]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import threading
 from datetime import datetime
 from typing import Any
@@ -41,6 +40,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from ..exceptions import NotFoundError
 from ..store import schema
+from ..store.blobs import OffloadWriter
 from ..store.db import Database, as_utc, utcnow
 from ..workspace import Workspace
 from .ingest import EventKeys, check_kind
@@ -48,65 +48,8 @@ from .ingest import EventKeys, check_kind
 SEG = schema.feedback_segments
 
 
-class _Offload:
-    """A write-only file that hands each chunk to a thread which hashes and writes it.
-
-    pyarrow encodes the next pages (without the GIL) while the previous
-    chunk is hashed (sha256, for the content address) and written: on two
-    cores a large segment costs about its encoding alone. Chunks are copied,
-    since pyarrow reuses its buffer. :meth:`finish` waits for the thread and
-    raises what it met.
-    """
-
-    def __init__(self, sink: Any) -> None:
-        self.sink = sink
-        self.closed = False
-        self.size = 0
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="opx-segment-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self.sink.write(chunk)
-                except BaseException as exc:  # reported by write() or finish()
-                    self._error = exc
-
-    def write(self, data: Any) -> int:
-        if self._error is not None:
-            raise self._error
-        chunk = bytes(memoryview(data))
-        self._queue.put(chunk)
-        self.size += len(chunk)
-        return len(chunk)
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def finish(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
+# hashes and writes on a thread while pyarrow encodes (tests patch this name)
+_Offload = OffloadWriter
 
 
 _OFFLOAD_ROWS = 200_000  # smaller segments are written on the calling thread

@@ -17,6 +17,7 @@ unchanged).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import math
@@ -30,6 +31,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from ..exceptions import OpxError, SerializationError, ValidationError
 from ..store import schema
+from ..store.blobs import OffloadWriter
 from ..store.db import Database, utcnow
 from ..workspace import Workspace
 from . import codecs, provenance, summaries
@@ -128,10 +130,29 @@ def _store_model(ws: Workspace, model: Any, allow_pickle: bool) -> dict[str, Any
     }
 
 
+_OFFLOAD_BYTES = 16 << 20  # frames this large are hashed and written beside their encoding
+
+
 def _store_frame(ws: Workspace, frame: Any) -> tuple[str, int]:
-    """Encode a DataFrame as parquet into a blob."""
+    """Encode a DataFrame as parquet into a blob.
+
+    A large frame's encoded chunks are hashed and written by another thread
+    (:class:`~jupyter_opx.store.blobs.OffloadWriter`) while pyarrow encodes the
+    next ones: the encoding, the longest task of a first snapshot, no longer
+    waits for sha256 and the file system.
+    """
     with ws.blobs.writer() as sink:
-        codecs.write_parquet(frame, sink)
+        if int(frame.memory_usage(index=False, deep=False).sum()) < _OFFLOAD_BYTES:
+            codecs.write_parquet(frame, sink)
+        else:
+            target = OffloadWriter(sink)
+            try:
+                codecs.write_parquet(frame, target)
+            except BaseException:
+                with contextlib.suppress(BaseException):  # the encoding's error is the one
+                    target.finish()
+                raise
+            target.finish()
     return sink.digest, sink.size
 
 
@@ -226,39 +247,47 @@ def create_snapshot(
     # one thread per task (model, git, environment, per dataset encoding and
     # fingerprint, summaries): none waits in the queue behind another
     with ThreadPoolExecutor(max_workers=6, thread_name_prefix="opx-snapshot") as pool:
+        # The data goes first: encoding new data is the longest task, and the
+        # quick keys and cache lookups before it take milliseconds when no other
+        # thread (skops, git) competes for the GIL yet. New data is encoded at
+        # once, its fingerprint computed beside it. Data whose quick key matches
+        # stored data is fingerprinted (on two threads, beside the model) and,
+        # when it is the same, neither encoded nor stored again.
+        hits: dict[str, Any] = {key: None for key in frames}
+        encoding: dict[str, Future[tuple[str, int]]] = {}
+        printing: dict[str, Future[str]] = {}
+        maybe: dict[str, list[dict[str, Any]]] = {}
+        quick: dict[str, str] = {}
+        for key, (frame, meta) in frames.items():
+            quick[key] = codecs.quick_key(frame, meta)
+            candidates = _candidates(ws, quick[key])
+            if candidates:
+                maybe[key] = candidates
+            else:
+                encoding[key] = pool.submit(_store_frame, ws, frame)
+                printing[key] = pool.submit(codecs.fingerprint, frame, meta, 1)
+        summary_f: Future[tuple[str, int]] | None = None
+        if ref_key is not None and ref_key not in maybe:
+            # new reference data: nothing to reuse, so its summaries start now,
+            # beside the encoding, instead of after the model is stored
+            summary_f = pool.submit(_store_summary, ws, model, frames[ref_key][0], None)
         model_f = pool.submit(_store_model, ws, model, allow_pickle) if model is not None else None
         git_f = pool.submit(provenance.git_info, Path(nb_path).parent if nb_path else None)
         # warm the module → distribution map while the heavy work runs
         env_f = pool.submit(provenance.module_distributions)
-        # New data is encoded at once, its fingerprint computed beside it. Data whose
-        # quick key matches stored data is fingerprinted first (on two threads) and,
-        # when it is the same, neither encoded nor stored again.
-        quick = {key: codecs.quick_key(frame, meta) for key, (frame, meta) in frames.items()}
-        hits: dict[str, Any] = {}
-        encoding: dict[str, Future[tuple[str, int]]] = {}
-        printing: dict[str, Future[str]] = {}
-        for key, (frame, meta) in frames.items():
-            hits[key] = None
-            candidates = _candidates(ws, quick[key])
-            if candidates:
-                fingerprints[key] = codecs.fingerprint(frame, meta)
-                hits[key] = next(
-                    (
-                        c
-                        for c in candidates
-                        if c["fingerprint"] == fingerprints[key] and ws.blobs.exists(c["digest"])
-                    ),
-                    None,
-                )
+        for key, candidates in maybe.items():
+            frame, meta = frames[key]
+            fingerprints[key] = codecs.fingerprint(frame, meta)
+            hits[key] = next(
+                (
+                    c
+                    for c in candidates
+                    if c["fingerprint"] == fingerprints[key] and ws.blobs.exists(c["digest"])
+                ),
+                None,
+            )
             if hits[key] is None:
                 encoding[key] = pool.submit(_store_frame, ws, frame)
-                if key not in fingerprints:
-                    printing[key] = pool.submit(codecs.fingerprint, frame, meta, 1)
-        summary_f: Future[tuple[str, int]] | None = None
-        if ref_key is not None and hits[ref_key] is None:
-            # new reference data: nothing to reuse, so its summaries start now,
-            # beside the encoding, instead of after the model is stored
-            summary_f = pool.submit(_store_summary, ws, model, frames[ref_key][0], None)
         model_info = model_f.result() if model_f is not None else None
         reused_summary: str | None = None
         if ref_key is not None and summary_f is None:

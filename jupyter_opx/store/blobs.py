@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import queue
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -76,6 +78,67 @@ class HashingWriter:
     def digest(self) -> str:
         """The sha256 hex digest of everything written so far."""
         return self._hash.hexdigest()
+
+
+class OffloadWriter:
+    """A write-only file that hands each chunk to a thread which writes it to ``sink``.
+
+    With ``sink`` a :class:`HashingWriter`, pyarrow encodes the next pages
+    (without the GIL) while the previous chunk is hashed (sha256, for the
+    content address) and written: on two cores a large parquet blob costs
+    about its encoding alone. Chunks are copied, since pyarrow reuses its
+    buffer. :meth:`finish` waits for the thread and raises what it met.
+    """
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.closed = False
+        self.size = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="opx-blob-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.sink.write(chunk)
+                except BaseException as exc:  # reported by write() or finish()
+                    self._error = exc
+
+    def write(self, data: Any) -> int:
+        if self._error is not None:
+            raise self._error
+        chunk = bytes(memoryview(data))
+        self._queue.put(chunk)
+        self.size += len(chunk)
+        return len(chunk)
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def finish(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class BlobStore:
