@@ -240,8 +240,9 @@ def run_summary(run: Any) -> str:
     text = f"run {run.id} {run.status}"
     if run.error:
         text += f": {run.error.get('ename')}: {run.error.get('evalue')}"
-        if run.error.get("cell_index") is not None:
-            text += f" (cell {run.error['cell_index']})"
+        from .jobs.runs import where_text
+
+        text += where_text(run.error)
     return " ".join(text.split())
 
 

@@ -167,7 +167,9 @@ def test_error_in_cell_3_is_recorded_with_its_cell(store, notebook):
     assert run.status == "failed"
     assert run.error["ename"] == "ValueError"
     assert run.error["evalue"] == "boom in cell 3"
-    assert run.error["cell_index"] == 3
+    assert run.error["cell_index"] == 3  # 0-based, in the executed notebook
+    assert run.error["cell"] == 4  # as the author counts (markdown cells too)
+    assert "(cell 4)" in str(run)
     assert any("ValueError" in line for line in run.error["traceback"])
     assert not any("\x1b[" in line for line in run.error["traceback"])
     text = logs(run)
@@ -179,6 +181,52 @@ def test_error_in_cell_3_is_recorded_with_its_cell(store, notebook):
     assert [o.output_type for o in code["raise ValueError('boom in cell 3')"]] == ["error"]
     assert code["print('never')"] == []
     assert any("papermill-error-cell" in c.source for c in out.cells)  # papermill's banner
+
+
+def test_error_cell_is_counted_without_the_injected_parameters(store, tmp_path):
+    """papermill injects a parameters cell; the error names the cell of the job's notebook."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("n = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# scoring"),
+        params,
+        nbformat.v4.new_code_cell("print('n is', n)"),
+        nbformat.v4.new_code_cell("raise ValueError(f'n={n}')"),
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = tmp_path / "injected.ipynb"
+    nbformat.write(nb, path)
+    opx.create_job("inj", path)
+    run = opx.run_job("inj", {"n": 7}, wait=True)
+    assert run.status == "failed" and run.error["evalue"] == "n=7"
+    assert run.error["cell_index"] == 4  # the executed notebook holds the injected cell
+    assert run.error["cell"] == 4 and "in_parameters" not in run.error
+    assert "(cell 4)" in str(run)
+
+
+def test_where_an_error_is_reported() -> None:
+    """The injected cell itself, and errors recorded without ``cell`` (older runs)."""
+    from types import SimpleNamespace
+
+    nb = nbformat.v4.new_notebook()
+    injected = nbformat.v4.new_code_cell("n = 'x'")
+    injected.metadata["tags"] = ["injected-parameters"]
+    banner = nbformat.v4.new_markdown_cell("error banner")
+    banner.metadata["tags"] = ["papermill-error-cell-tag"]
+    nb.cells = [banner, nbformat.v4.new_code_cell("n = 1"), injected, nbformat.v4.new_code_cell("")]
+    attempt = SimpleNamespace(nb_man=SimpleNamespace(nb=nb))
+    assert runner._where({"cell_index": 1}, attempt)["in_parameters"] is True  # type: ignore[arg-type]
+    assert runner._where({"cell_index": 2}, attempt)["cell"] == 2  # type: ignore[arg-type]
+    assert runner._where({"cell_index": 0}, attempt)["cell"] == 1  # type: ignore[arg-type]
+    assert runner._where({"cell_index": None}, attempt) == {"cell_index": None}  # type: ignore[arg-type]
+    assert R.where_text({"in_parameters": True, "cell": None}).startswith(" (in the injected")
+    assert R.where_text({"cell_index": 3}) == " (cell index 3 of the executed notebook)"
+    assert R.where_text({}) == ""
 
 
 def test_whole_run_timeout_stops_the_kernel(store, notebook):

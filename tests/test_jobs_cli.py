@@ -229,7 +229,7 @@ def test_failed_run_exit_codes(project, capsys):
     code, out, err = run(capsys, "job", "run", "broken", "--wait")
     assert code == 1
     run_id = int(out.strip().splitlines()[-1])
-    assert one_line_error(err) == (f"opx: run {run_id} failed: ValueError: boom in cell 3 (cell 3)")
+    assert one_line_error(err) == (f"opx: run {run_id} failed: ValueError: boom in cell 3 (cell 4)")
     code, out, err = run(capsys, "run", "logs", str(run_id), "--follow")
     assert code == 1 and "before the error" in out
     assert "ValueError" in one_line_error(err)

@@ -262,7 +262,35 @@ def _ensure_engine() -> None:
 
 
 # -- one attempt ------------------------------------------------------------------------
+def _where(error: dict[str, Any], attempt: _Attempt) -> dict[str, Any]:
+    """Add where the failing cell is in the *job's* notebook, as its author counts.
+
+    ``cell_index`` (0-based) points into the executed notebook, which holds the
+    parameters cell papermill injected; ``cell`` is the 1-based position of the
+    same cell in the notebook the job runs, without that injected cell, and
+    ``in_parameters`` says the error came from the injected cell itself.
+    """
+    index = error.get("cell_index")
+    nb = getattr(attempt.nb_man, "nb", None)
+    if not isinstance(index, int) or index < 0 or nb is None:
+        return error
+
+    def tags(cell: Any) -> list[str]:
+        return list(cell.get("metadata", {}).get("tags") or [])
+
+    # the cells as executed: without the banner and anchor papermill adds on error
+    cells = [c for c in nb.cells if "papermill-error-cell-tag" not in tags(c)]
+    injected = [i for i, cell in enumerate(cells) if "injected-parameters" in tags(cell)]
+    if index in injected:
+        return {**error, "cell": None, "in_parameters": True}
+    return {**error, "cell": index + 1 - sum(1 for i in injected if i < index)}
+
+
 def _error_from(exc: BaseException, attempt: _Attempt, timeout: float | None) -> dict[str, Any]:
+    return _where(_error_kind(exc, attempt, timeout), attempt)
+
+
+def _error_kind(exc: BaseException, attempt: _Attempt, timeout: float | None) -> dict[str, Any]:
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 

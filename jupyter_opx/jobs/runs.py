@@ -29,6 +29,23 @@ FINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled"})
 TRIGGERS = ("manual", "schedule", "alert", "api")
 
 
+def where_text(error: dict[str, Any]) -> str:
+    """`` (cell 4)`` for a run's error: the failing cell as the notebook's author counts.
+
+    ``cell`` is 1-based in the job's notebook (the parameters cell papermill
+    injects is not counted); errors raised by the injected parameters say so.
+    Errors recorded before ``cell`` existed fall back to the executed
+    notebook's 0-based ``cell_index``.
+    """
+    if error.get("in_parameters"):
+        return " (in the injected parameters cell: check the run's parameters)"
+    if error.get("cell") is not None:
+        return f" (cell {error['cell']})"
+    if error.get("cell_index") is not None:
+        return f" (cell index {error['cell_index']} of the executed notebook)"
+    return ""
+
+
 @dataclass
 class Run:
     """One execution of a job version."""
@@ -119,12 +136,11 @@ class Run:
         if self.resolved:
             rows.append(["resolved", ", ".join(f"{k} -> {v}" for k, v in self.resolved.items())])
         if self.error:
-            where = self.error.get("cell_index")
             rows.append(
                 [
                     "error",
                     f"{self.error.get('ename')}: {self.error.get('evalue')}"
-                    + (f" (cell {where})" if where is not None else ""),
+                    + where_text(self.error),
                 ]
             )
         return rows

@@ -175,7 +175,12 @@ export const FINAL_STATUSES: RunStatus[] = [
 export interface RunError {
   ename: string;
   evalue: string;
+  /** 0-based, in the executed notebook (which holds injected parameters). */
   cell_index?: number | null;
+  /** 1-based, in the job's notebook, as its author counts the cells. */
+  cell?: number | null;
+  /** The error came from the parameters cell papermill injected. */
+  in_parameters?: boolean;
   [field: string]: unknown;
 }
 

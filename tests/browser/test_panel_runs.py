@@ -133,7 +133,7 @@ def test_running_run_progress_logs_and_cancel(lab: Lab, page) -> None:  # type: 
     opx.run_job("boom", wait=False, workspace=lab.store)
     failed = panel.get_by_role("listitem", name=re.compile(r"^Run \d+ of boom$"))
     expect(failed.get_by_role("status")).to_have_text("failed", timeout=30_000)
-    expect(failed).to_contain_text("ValueError: boom in cell 3 (cell 3)")
+    expect(failed).to_contain_text("ValueError: boom in cell 3 (cell 4)")
 
     elapsed = time.monotonic() - started
     assert elapsed < 75, f"the browser scenario took {elapsed:.0f} s (budget 75 s)"

@@ -2,7 +2,7 @@ import { showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { itemsOf, postAPI, query, requestAPI } from '../handler';
-import { FINAL_STATUSES, Page, DescribeRun } from '../models';
+import { FINAL_STATUSES, Page, DescribeRun, RunError } from '../models';
 import { OpxContext, ErrorLine, ago, useResource } from './context';
 import { confirm } from './dialogs';
 
@@ -20,6 +20,20 @@ function duration(run: DescribeRun): string {
 }
 
 /** A determinate bar when the cell counts are known, else an indeterminate one. */
+/** Where a run failed, as the notebook's author counts its cells (see `where_text`). */
+export function errorPlace(error: RunError): string {
+  if (error.in_parameters) {
+    return " (in the injected parameters cell: check the run's parameters)";
+  }
+  if (typeof error.cell === 'number') {
+    return ` (cell ${error.cell})`;
+  }
+  if (typeof error.cell_index === 'number') {
+    return ` (cell index ${error.cell_index} of the executed notebook)`;
+  }
+  return '';
+}
+
 function Progress(props: { run: DescribeRun }): JSX.Element {
   const { cells_done: done, cells_total: total } = props.run;
   const known =
@@ -97,9 +111,7 @@ function RunRow(props: { run: DescribeRun; highlight: boolean }): JSX.Element {
       {run.error && (
         <div className="jp-opx-error">
           {run.error.ename}: {run.error.evalue}
-          {typeof run.error.cell_index === 'number'
-            ? ` (cell ${run.error.cell_index})`
-            : ''}
+          {errorPlace(run.error)}
         </div>
       )}
       <div className="jp-opx-actions">
