@@ -57,7 +57,7 @@ GOAL_MLFLOW_SPEEDUP = 25.0
 GOAL_RESNAPSHOT_TIME = 0.25
 GOAL_RESNAPSHOT_GROWTH = 0.01
 GOAL_LOAD_VS_RAW = 1.2
-LOAD_INNER = 3  # load pairs per repetition (their median is the repetition's figure)
+LOAD_INNER = 5  # load pairs per repetition (their median is the repetition's figure)
 BUSY_LIMIT = 0.15  # cores used by other processes that make a repetition suspect
 
 
