@@ -453,6 +453,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         price_change_day=args.price_change_day,
         delay=args.outcome_delay,
+        database=args.database,
     )
     return 0
 
@@ -544,6 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=(7, 14),
         metavar="MIN-MAX",
         help="days until a customer's outcome is known (default 7-14)",
+    )
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help="SQLAlchemy URL of an empty database for the store's metadata, e.g. "
+        "postgresql+psycopg://me@localhost/opx_demo (default: SQLite in the store)",
     )
     p.add_argument("--seed", type=int, default=7, help="seed of the simulated world")
 

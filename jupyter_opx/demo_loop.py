@@ -72,6 +72,7 @@ class Settings:
     threshold: float = 0.5
     holdout_share: float = 0.2
     alert: str = ALERT
+    database: str | None = None  # SQLAlchemy URL of the store's metadata (default SQLite)
 
     def check(self) -> Settings:
         if self.days < 1:
@@ -98,9 +99,17 @@ class Settings:
         return int(max(100, min(300, self.customers // 2)))
 
 
-def _prepare(workdir: Path, say: Callable[[str], None]) -> Workspace:
-    """A fresh store in ``workdir`` and the notebooks copied beside it."""
+def _prepare(workdir: Path, say: Callable[[str], None], database: str | None = None) -> Workspace:
+    """A fresh store in ``workdir`` and the notebooks copied beside it.
+
+    ``database``: an SQLAlchemy URL for the store's metadata (written to its
+    ``config.toml``, so the jobs' processes use it too); the database must hold
+    no opx data yet, since removing the store folder does not empty it.
+    """
+    import json
+
     from .demo import notebooks_dir
+    from .workspace import CONFIG_NAME, forget_workspace
 
     source = notebooks_dir()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -114,19 +123,52 @@ def _prepare(workdir: Path, say: Callable[[str], None]) -> Workspace:
         say(f"removing the previous demo's store {root}")
         get_workspace(root).close()  # connections this process may hold to the old one
         shutil.rmtree(root)
+    forget_workspace(root)  # its configuration is about to change
     (workdir / MARKER).write_text("made by opx demo: its store is removed when it runs again\n")
     target = workdir / "notebooks"
     target.mkdir(exist_ok=True)
     for name in NOTEBOOKS.values():
         shutil.copyfile(source / name, target / name)
-    return get_workspace(root)
+    if database:
+        root.mkdir(parents=True)
+        # a JSON string is a valid TOML basic string
+        (root / CONFIG_NAME).write_text(f"database = {json.dumps(database)}\n")
+    ws = get_workspace(root)
+    if database:
+        _check_empty(ws)
+    return ws
+
+
+def _check_empty(ws: Workspace) -> None:
+    """Refuse a database that already holds snapshots, jobs or feedback."""
+    from sqlalchemy import func, select
+
+    from .store import schema
+
+    with ws.db.transaction() as conn:
+        held = {
+            what: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+            for what, table in (
+                ("snapshots", schema.snapshots),
+                ("jobs", schema.jobs),
+                ("feedback segments", schema.feedback_segments),
+            )
+        }
+    if any(held.values()):
+        shown = ", ".join(f"{n:,} {what if n != 1 else what[:-1]}" for what, n in held.items() if n)
+        label = ws.db.url.render_as_string(hide_password=True)
+        ws.close()
+        raise ConflictError(
+            f"the database {label} already holds opx data ({shown}); the demo "
+            "starts from an empty store: give it an empty database (e.g. createdb opx_demo)"
+        )
 
 
 class _Demo:
     def __init__(self, workdir: Path, settings: Settings, say: Callable[[str], None]) -> None:
         self.workdir, self.s, self.say = workdir, settings, say
         self.start = time.perf_counter()
-        self.ws = _prepare(workdir, say)
+        self.ws = _prepare(workdir, say, settings.database)
         self.pending: list[pd.DataFrame] = []
         self.outcomes: list[pd.DataFrame] = []  # those logged, with the arm and truth
         self.retrains: list[dict[str, Any]] = []
@@ -496,6 +538,7 @@ def run_demo(
     seed: int = 7,
     price_change_day: int | None = None,
     delay: tuple[int, int] = DELAY,
+    database: str | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the churn example end to end in ``workdir`` (its store is ``workdir/.opx``).
@@ -515,6 +558,9 @@ def run_demo(
         ``>= days``: never).
     delay : (int, int)
         Fewest and most days until a customer's outcome is known.
+    database : str, optional
+        SQLAlchemy URL of an *empty* database for the store's metadata (e.g.
+        ``postgresql+psycopg://user@host/opx_demo``); default SQLite in the store.
     say : callable
         Where the progress lines go.
 
@@ -535,6 +581,7 @@ def run_demo(
         seed=seed,
         price_change_day=price_change_day,
         delay=delay,
+        database=database,
     ).check()
     demo = _Demo(Path(workdir).resolve(), settings, say)
     demo.setup()

@@ -197,3 +197,12 @@ def get_workspace(root: str | os.PathLike[str] | None = None) -> Workspace:
         if ws is None:
             ws = _workspaces[path] = Workspace(path)
         return ws
+
+
+def forget_workspace(root: str | os.PathLike[str]) -> None:
+    """Drop the cached workspace of ``root`` (closed), e.g. after its config.toml changed."""
+    path = Path(root).expanduser().resolve()
+    with _workspaces_lock:
+        ws = _workspaces.pop(path, None)
+    if ws is not None:
+        ws.close()

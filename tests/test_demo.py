@@ -64,15 +64,20 @@ def test_demo_runs_the_loop_and_writes_the_report(tmp_path, capsys):
     assert len(opx.list_runs(limit=None, workspace=Workspace(folder / ".opx"))) == 2
 
 
-def test_price_change_fires_the_alert_and_retrains(tmp_path, capsys):
+@pytest.mark.backends("sqlite", "postgresql")
+def test_price_change_fires_the_alert_and_retrains(tmp_path, capsys, backend, request):
+    """The whole loop; on PostgreSQL too (``--database``: jobs, alerts and feedback there)."""
     folder = tmp_path / "demo"
+    database = ("--database", request.getfixturevalue("pg_url")) if backend == "postgresql" else ()
     out = _demo(
         folder,
         capsys,
         *("--days", "4", "--customers", "400", "--outcome-delay", "1-2"),
         *("--price-change-day", "2"),
+        *database,
     )
     ws = Workspace(folder / ".opx")
+    assert ws.database_url.startswith("postgresql" if database else "sqlite")
     [rule] = opx.alerts("churn", workspace=ws)
     # it fired on the price change; with 400 customers a day it may resolve a day
     # later (PSI 0.26, then 0.18 against churn/1, the version still serving)
@@ -98,3 +103,16 @@ def test_demo_refuses_a_store_it_did_not_make(tmp_path, capsys):
     assert main(["demo", "--workspace", str(folder), "--days", "1"]) == 1
     assert "not made by opx demo" in capsys.readouterr().err
     assert opx.list_snapshots(workspace=folder / ".opx")[0].name == "precious"
+
+
+def test_demo_refuses_a_database_holding_opx_data(tmp_path, capsys, pg_url):
+    """Removing the store folder would not empty the database: a used one is refused."""
+    other = tmp_path / "other" / ".opx"
+    other.mkdir(parents=True)
+    (other / "config.toml").write_text(f'database = "{pg_url}"\n')
+    opx.snapshot("precious", data=pd.DataFrame({"x": [1, 2]}), workspace=other)
+    folder = tmp_path / "demo"
+    code = main(["demo", "--workspace", str(folder), "--days", "1", "--database", pg_url])
+    err = capsys.readouterr().err
+    assert code == 1 and "already holds opx data (1 snapshot)" in err
+    assert [s.name for s in opx.list_snapshots(workspace=other)] == ["precious"]
