@@ -12,7 +12,8 @@ categorical; the same from the same seed in every venv):
 
 1. **HTTP ingestion** (``http``): a real ``opx serve`` subprocess on 127.0.0.1
    (its own temporary store, a snapshot ``churn`` with reference data of the
-   same 20 features, a ``feedback:write`` token), batches of ``--batch``
+   same 20 features, a ``feedback:write`` token; ``--workers`` from
+   ``--serve-workers``, default 2, one per core), batches of ``--batch``
    (10,000) NDJSON prediction events POSTed to ``/api/feedback/churn/predictions``
    over keep-alive connections: one client sending batches one after another,
    then ``--clients`` (8) concurrent clients (threads with their own
@@ -214,7 +215,7 @@ class Server:
 class OpxServer(Server):
     """``opx serve --port 0`` on the store ``store`` (``OPX_HOME``), with a token."""
 
-    def __init__(self, store: Path, folder: Path) -> None:
+    def __init__(self, store: Path, folder: Path, workers: int = 1) -> None:
         env = {"OPX_HOME": str(store)}
         token = subprocess.run(
             [str(BIN / "opx"), "token", "create", "bench", "--scope", "feedback:write,read"],
@@ -224,7 +225,8 @@ class OpxServer(Server):
             check=True,
         )
         self.token = token.stdout.strip().splitlines()[-1]
-        super().__init__("opx-serve", [str(BIN / "opx"), "serve", "--port", "0"], env, folder)
+        cmd = [str(BIN / "opx"), "serve", "--port", "0", "--workers", str(workers)]
+        super().__init__("opx-serve", cmd, env, folder)
         pattern = re.compile(r"opx serve: (http://\S+)/api ")
 
         def ready() -> str | None:
@@ -419,7 +421,7 @@ def part_http(base: Path, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"body_mb": body_mb, "runs": []}
     try:
         say("http: starting opx serve")
-        opx_server = OpxServer(store, folder)
+        opx_server = OpxServer(store, folder, workers=args.serve_workers)
         servers.append(opx_server)
         mlflow_server = None
         if not args.no_mlflow:
@@ -970,7 +972,8 @@ def build_table(res: dict[str, Any], args: argparse.Namespace) -> list[dict[str,
             opx_m = med(opx_v)
             rows.append(
                 {
-                    "op": f"opx serve: POST 10k-event NDJSON batches, {label} (events/s)",
+                    "op": f"opx serve --workers {args.serve_workers}: POST 10k-event NDJSON "
+                    f"batches, {label} (events/s)",
                     "value": f"{opx_m:,.0f}",
                     "median": opx_m,
                     "range": rng_text(opx_v, ",.0f"),
@@ -1222,6 +1225,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=10_000, help="events per POST")
     parser.add_argument("--batches", type=int, default=20, help="batches of the single client")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    parser.add_argument(
+        "--serve-workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="opx serve --workers of the ingestion part (default 2: one per core, as MLflow's "
+        "server runs its default 4 workers)",
+    )
     parser.add_argument(
         "--batches-per-client", type=int, default=5, help="batches of each concurrent client"
     )

@@ -30,9 +30,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.max_body > 0:
         raise ValidationError("--max-body must be a positive number of MiB")
+    if args.workers < 1:
+        raise ValidationError("--workers must be 1 or more")
     ws = _ws(args)
     ws.db  # noqa: B018 - create and migrate the store before announcing anything
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # with several workers, each log line says which process wrote it
+    who = " [%(process)d]" if args.workers > 1 else ""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s{who} %(message)s")
+    max_body = int(args.max_body * 2**20)
 
     def ready(url: str) -> None:
         print(f"opx serve: {url} (store {ws.root})", flush=True)
@@ -51,9 +56,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
         print("stop with Ctrl-C", flush=True)
 
+    if args.workers > 1:
+        from .server.app import listen
+        from .server.workers import serve_workers
+
+        sockets = listen(args.host, args.port)
+        ws.close()  # no database connection may cross the fork
+        code = serve_workers(
+            lambda: make_app(ws, max_body=max_body),
+            sockets,
+            args.host,
+            int(sockets[0].getsockname()[1]),
+            args.workers,
+            on_ready=ready,
+            say=lambda text: print(text, flush=True),
+        )
+        print("opx serve: stopped", flush=True)
+        return code
     asyncio.run(
         serve_until_stopped(
-            make_app(ws, max_body=int(args.max_body * 2**20)),
+            make_app(ws, max_body=max_body),
             host=args.host,
             port=args.port,
             on_ready=ready,
@@ -136,6 +158,14 @@ def register(sub: Any, add: Add) -> None:
         default=64,
         metavar="MB",
         help="largest request body in MiB, after gzip decoding (default 64)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes sharing the port (default 1); for heavy feedback ingestion "
+        "use about one per core (POSIX only)",
     )
 
     token = add("token", _token_needs_verb, "create, list and revoke API tokens (opx token -h)")

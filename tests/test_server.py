@@ -10,6 +10,7 @@ stops it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import os
@@ -654,3 +655,107 @@ def test_extension_leaves_the_scheduler_off_by_default(tmp_path, caplog) -> None
         5,
         0,
     )
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_opx_serve_workers_share_the_port_replace_the_dead_and_stop_together(
+    ws, store, tmp_path
+) -> None:
+    """``--workers 2``: concurrent posts all stored, a killed worker replaced, SIGTERM ends all."""
+    env = _env(OPX_HOME=str(store))
+    created = subprocess.run(
+        [BIN / "opx", "token", "create", "ci", "--scope", "feedback:write"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    secret = created.stdout.strip().splitlines()[-1]
+    err = tmp_path / "serve.err"
+    out = tmp_path / "serve.out"
+    with err.open("w") as log, out.open("w") as stdout:
+        proc = subprocess.Popen(
+            [BIN / "opx", "serve", "--port", "0", "--workers", "2"],
+            env=env,
+            stdout=stdout,
+            stderr=log,
+            text=True,
+        )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while "worker processes" not in out.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
+        text = out.read_text()
+        base = re.search(r"http://127\.0\.0\.1:\d+/api", text)
+        assert base, text
+        workers = _children(proc.pid)
+        assert len(workers) == 2, text
+        assert {int(p) for p in re.findall(r"\d+", text.split("worker processes")[1])} == workers
+
+        def send(i: int) -> int:
+            body = "\n".join(
+                json.dumps({"id": f"c{i}-{k}", "score": 0.1 * k, "ts": "2026-11-30T06:00:00Z"})
+                for k in range(5)
+            )
+            with requests.Session() as session:
+                return session.post(
+                    f"{base.group(0)}/feedback/churn/predictions",
+                    data=body,
+                    headers={"Content-Type": "application/x-ndjson", **auth(secret)},
+                    timeout=30,
+                ).status_code
+
+        codes: list[int] = []
+        threads = [threading.Thread(target=lambda i=i: codes.append(send(i))) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert codes == [201] * 8
+        assert volume() == 40
+
+        # a worker killed is replaced, and the server keeps answering
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while not (len(_children(proc.pid)) == 2 and victim not in _children(proc.pid)):
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
+        assert f"worker {victim} killed by SIGKILL; starting another" in out.read_text()
+        workers = _children(proc.pid)
+        for _ in range(4):
+            assert requests.get(f"{base.group(0)}/health", timeout=5).status_code == 200
+        assert send(99) == 201 and volume() == 45
+
+        # SIGTERM to the parent alone stops every worker, then the parent
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert "opx serve: stopped" in out.read_text()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, [p for p in workers if _alive(p)]
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    logged = err.read_text()
+    assert re.search(r"tornado\.access \[\d+\] 201 POST /api/feedback/churn/predictions", logged)

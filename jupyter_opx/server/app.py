@@ -227,6 +227,25 @@ def make_app(
     )
 
 
+def listen(host: str, port: int) -> list[Any]:
+    """Listening sockets on ``host:port`` (``port=0``: a free one).
+
+    Raises
+    ------
+    ConflictError
+        The address is in use (or cannot be bound).
+    """
+    try:
+        return list(bind_sockets(port, host))
+    except OSError as exc:
+        raise ConflictError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "choose another port with --port",
+            host=host,
+            port=port,
+        ) from None
+
+
 async def serve_until_stopped(
     app: Application,
     host: str = "127.0.0.1",
@@ -234,11 +253,14 @@ async def serve_until_stopped(
     on_ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
     drain: float = 30.0,
+    sockets: list[Any] | None = None,
 ) -> None:
     """Serve ``app`` (from :func:`make_app`) on ``host:port`` until SIGINT/SIGTERM or ``stop``.
 
     ``on_ready`` gets the API's URL once the port is bound (``port=0`` picks a
-    free one). Shutdown is clean: no new connections, core calls in flight
+    free one). ``sockets``: listening sockets bound already (by the parent of
+    ``opx serve --workers``, see :mod:`.workers`); ``host`` and ``port`` then
+    only name them. Shutdown is clean: no new connections, core calls in flight
     finish (up to ``drain`` seconds, so a batch being stored is answered),
     then open connections (event streams) are closed and the worker threads
     stopped. Signal handlers are installed only when run in the main thread.
@@ -249,16 +271,12 @@ async def serve_until_stopped(
         The address is in use.
     """
     ctx: ServerContext = app.settings["opx"]
-    try:
-        sockets = bind_sockets(port, host)
-    except OSError as exc:
-        ctx.close()
-        raise ConflictError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-            "choose another port with --port",
-            host=host,
-            port=port,
-        ) from None
+    if sockets is None:
+        try:
+            sockets = listen(host, port)
+        except ConflictError:
+            ctx.close()
+            raise
     # bodies of the ingest route are capped by its handler (413); others by this
     server = HTTPServer(app, max_body_size=ctx.max_body)
     server.add_sockets(sockets)
@@ -292,6 +310,7 @@ __all__ = [
     "DEFAULT_MAX_BODY",
     "ROUTES",
     "ServerContext",
+    "listen",
     "make_app",
     "path_regex",
     "routes",
