@@ -58,9 +58,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.workers > 1:
         from .server.app import listen
-        from .server.workers import serve_workers
+        from .server.workers import per_worker_sockets, reserve_port, serve_workers
 
-        sockets = listen(args.host, args.port)
+        own = per_worker_sockets()
+        sockets = [reserve_port(args.host, args.port)] if own else listen(args.host, args.port)
         ws.close()  # no database connection may cross the fork
         code = serve_workers(
             lambda: make_app(ws, max_body=max_body),
@@ -70,6 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             args.workers,
             on_ready=ready,
             say=lambda text: print(text, flush=True),
+            own_sockets=own,
         )
         print("opx serve: stopped", flush=True)
         return code

@@ -670,11 +670,12 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("reuseport", ["1", "0"], ids=["own-sockets", "shared-socket"])
 def test_opx_serve_workers_share_the_port_replace_the_dead_and_stop_together(
-    ws, store, tmp_path
+    ws, store, tmp_path, reuseport
 ) -> None:
     """``--workers 2``: concurrent posts all stored, a killed worker replaced, SIGTERM ends all."""
-    env = _env(OPX_HOME=str(store))
+    env = _env(OPX_HOME=str(store), OPX_SERVE_REUSEPORT=reuseport)
     created = subprocess.run(
         [BIN / "opx", "token", "create", "ci", "--scope", "feedback:write"],
         env=env,

@@ -227,8 +227,11 @@ def make_app(
     )
 
 
-def listen(host: str, port: int) -> list[Any]:
+def listen(host: str, port: int, reuse_port: bool = False) -> list[Any]:
     """Listening sockets on ``host:port`` (``port=0``: a free one).
+
+    ``reuse_port``: with ``SO_REUSEPORT`` (Linux), so that several processes
+    each listen on the port and the kernel spreads new connections over them.
 
     Raises
     ------
@@ -236,7 +239,7 @@ def listen(host: str, port: int) -> list[Any]:
         The address is in use (or cannot be bound).
     """
     try:
-        return list(bind_sockets(port, host))
+        return list(bind_sockets(port, host, reuse_port=reuse_port))
     except OSError as exc:
         raise ConflictError(
             f"cannot listen on {host}:{port} ({exc.strerror or exc}); "

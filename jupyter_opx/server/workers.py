@@ -3,12 +3,17 @@
 One ``opx serve`` process runs the Python parts of a request (validation,
 event keys, the catalog, tornado itself) on one core at a time, the GIL being
 one; pyarrow's parsing and encoding spread over the others. With ``--workers
-N`` the parent binds the socket, then forks N workers that each accept from
-it, each a complete server (its own event loop, thread pool, database
-connections and change-stream poller), so concurrent clients are served on
-every core. Measured on 2 cores with 8 clients posting 10,000-event NDJSON
-batches: 2 workers stored about 290,000 events/s where one process stored
-about 225,000 (``bench/README.md``).
+N`` the parent forks N workers, each a complete server (its own event loop,
+thread pool, database connections and change-stream poller), so concurrent
+clients are served on every core.
+
+On Linux each worker listens on the port with ``SO_REUSEPORT`` and the kernel
+spreads new connections evenly over them; the parent only holds the port
+(bound, not listening, so it is never handed a connection). Elsewhere the
+workers share one listening socket bound by the parent, and whichever wakes
+first accepts: a burst of new connections may all land on one worker.
+Measured on 2 cores with 8 clients posting 10,000-event NDJSON batches: see
+``bench/README.md`` (one process against ``--workers 2``).
 
 The parent only supervises:
 
@@ -58,6 +63,55 @@ def _clean_exit(status: int) -> bool:
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+def reserve_port(host: str, port: int) -> Any:
+    """A socket bound to ``host:port`` with ``SO_REUSEPORT``, not listening.
+
+    It holds the port (``port=0``: picks one) for the workers, which listen on
+    it with ``SO_REUSEPORT`` too; not listening, it is handed no connection.
+
+    Raises
+    ------
+    ConflictError
+        The address cannot be bound.
+    """
+    import socket
+
+    from ..exceptions import ConflictError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+        except BaseException:
+            sock.close()
+            raise
+    except OSError as exc:
+        raise ConflictError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+            "choose another port with --port",
+            host=host,
+            port=port,
+        ) from None
+    return sock
+
+
+def per_worker_sockets() -> bool:
+    """Whether each worker listens itself (``SO_REUSEPORT`` balancing: Linux).
+
+    ``OPX_SERVE_REUSEPORT=0`` makes the workers share the parent's socket
+    instead (where ``SO_REUSEPORT`` misbehaves, e.g. some sandboxes).
+    """
+    import socket
+
+    if os.environ.get("OPX_SERVE_REUSEPORT", "1") == "0":
+        return False
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
 def serve_workers(
     make_app: Callable[[], Any],
     sockets: list[Any],
@@ -66,6 +120,7 @@ def serve_workers(
     workers: int,
     on_ready: Callable[[str], None] | None = None,
     say: Callable[[str], None] = print,
+    own_sockets: bool = False,
 ) -> int:
     """Run ``workers`` forked server processes on ``sockets`` until stopped.
 
@@ -75,7 +130,9 @@ def serve_workers(
         Builds the tornado application in a worker (after the fork: no thread,
         connection or event loop crosses it).
     sockets : list of socket
-        Bound and listening (:func:`.app.listen`); closed when this returns.
+        Bound and listening (:func:`.app.listen`), shared by the workers; or,
+        with ``own_sockets``, the port's reservation (:func:`reserve_port`).
+        Closed when this returns.
     host, port : str, int
         What the sockets are bound to (``port`` as bound, not 0).
     workers : int
@@ -84,6 +141,8 @@ def serve_workers(
         Called with the API's URL once the workers are started.
     say : callable
         Where the supervisor's messages go.
+    own_sockets : bool
+        Each worker listens on ``host:port`` itself with ``SO_REUSEPORT``.
 
     Returns
     -------
@@ -97,7 +156,7 @@ def serve_workers(
         )
     if workers < 1:
         raise ValidationError("--workers must be 1 or more")
-    from .app import serve_until_stopped
+    from .app import listen, serve_until_stopped
 
     children: dict[int, int] = {}  # pid -> worker number
     state = {"stopping": False}
@@ -114,7 +173,12 @@ def serve_workers(
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
-            asyncio.run(serve_until_stopped(make_app(), host=host, port=port, sockets=sockets))
+            mine = sockets
+            if own_sockets:
+                mine = listen(host, port, reuse_port=True)
+                for sock in sockets:
+                    sock.close()  # the parent's reservation
+            asyncio.run(serve_until_stopped(make_app(), host=host, port=port, sockets=mine))
         except BaseException as exc:  # reported, then the supervisor replaces this worker
             if isinstance(exc, OpxError):
                 print(f"opx serve: worker {os.getpid()}: {exc}", file=sys.stderr)
@@ -173,4 +237,4 @@ def serve_workers(
     return 1 if failed else 0
 
 
-__all__ = ["MAX_RESTARTS", "serve_workers"]
+__all__ = ["MAX_RESTARTS", "per_worker_sockets", "reserve_port", "serve_workers"]
