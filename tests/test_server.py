@@ -520,8 +520,8 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def test_opx_serve_process_serves_and_stops_cleanly_on_sigterm(ws, store, tmp_path) -> None:
-    env = _env(OPX_HOME=str(store))
+def _cli_token(env: dict[str, str]) -> str:
+    """A ``feedback:write`` token made by ``opx token create`` (its last line)."""
     created = subprocess.run(
         [BIN / "opx", "token", "create", "ci", "--scope", "feedback:write"],
         env=env,
@@ -530,7 +530,12 @@ def test_opx_serve_process_serves_and_stops_cleanly_on_sigterm(ws, store, tmp_pa
         timeout=30,
         check=True,
     )
-    secret = created.stdout.strip().splitlines()[-1]
+    return created.stdout.strip().splitlines()[-1]
+
+
+def test_opx_serve_process_serves_and_stops_cleanly_on_sigterm(ws, store, tmp_path) -> None:
+    env = _env(OPX_HOME=str(store))
+    secret = _cli_token(env)
     log = (tmp_path / "serve.err").open("w")
     proc = subprocess.Popen(
         [BIN / "opx", "serve", "--port", "0"],
@@ -676,15 +681,7 @@ def test_opx_serve_workers_share_the_port_replace_the_dead_and_stop_together(
 ) -> None:
     """``--workers 2``: concurrent posts all stored, a killed worker replaced, SIGTERM ends all."""
     env = _env(OPX_HOME=str(store), OPX_SERVE_REUSEPORT=reuseport)
-    created = subprocess.run(
-        [BIN / "opx", "token", "create", "ci", "--scope", "feedback:write"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    secret = created.stdout.strip().splitlines()[-1]
+    secret = _cli_token(env)
     err = tmp_path / "serve.err"
     out = tmp_path / "serve.out"
     with err.open("w") as log, out.open("w") as stdout:

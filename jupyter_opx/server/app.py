@@ -241,12 +241,16 @@ def listen(host: str, port: int, reuse_port: bool = False) -> list[Any]:
     try:
         return list(bind_sockets(port, host, reuse_port=reuse_port))
     except OSError as exc:
-        raise ConflictError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-            "choose another port with --port",
-            host=host,
-            port=port,
-        ) from None
+        raise cannot_listen(host, port, exc) from None
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> ConflictError:
+    """The error for an address that cannot be bound, saying what to do."""
+    return ConflictError(
+        f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port with --port",
+        host=host,
+        port=port,
+    )
 
 
 async def serve_until_stopped(

@@ -76,7 +76,7 @@ def reserve_port(host: str, port: int) -> Any:
     """
     import socket
 
-    from ..exceptions import ConflictError
+    from .app import cannot_listen
 
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
@@ -90,12 +90,7 @@ def reserve_port(host: str, port: int) -> Any:
             sock.close()
             raise
     except OSError as exc:
-        raise ConflictError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-            "choose another port with --port",
-            host=host,
-            port=port,
-        ) from None
+        raise cannot_listen(host, port, exc) from None
     return sock
 
 

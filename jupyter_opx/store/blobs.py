@@ -38,7 +38,33 @@ def check_digest(digest: str) -> str:
     return digest
 
 
-class HashingWriter:
+class _WriteOnly:
+    """What pyarrow's ``PythonFile`` asks of a write-only, non-seekable sink."""
+
+    size = 0
+    closed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        # the owner (the blob store, the offload's finish) closes what is underneath
+        self.closed = True
+
+
+class HashingWriter(_WriteOnly):
     """A binary file wrapper that hashes and counts the bytes written through it."""
 
     def __init__(self, raw: Any) -> None:
@@ -55,24 +81,8 @@ class HashingWriter:
         self.size += view.nbytes
         return view.nbytes
 
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self.size
-
     def flush(self) -> None:
         self._raw.flush()
-
-    def close(self) -> None:
-        # the blob store closes the underlying file when it commits the blob
-        self.closed = True
 
     @property
     def digest(self) -> str:
@@ -80,7 +90,7 @@ class HashingWriter:
         return self._hash.hexdigest()
 
 
-class OffloadWriter:
+class OffloadWriter(_WriteOnly):
     """A write-only file that hands each chunk to a thread which writes it to ``sink``.
 
     With ``sink`` a :class:`HashingWriter`, pyarrow encodes the next pages
@@ -114,24 +124,6 @@ class OffloadWriter:
         self._queue.put(chunk)
         self.size += len(chunk)
         return len(chunk)
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def readable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
 
     def finish(self) -> None:
         if self._thread.is_alive():
