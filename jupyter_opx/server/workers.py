@@ -155,6 +155,9 @@ def serve_workers(
 
     children: dict[int, int] = {}  # pid -> worker number
     state = {"stopping": False}
+    # each worker writes a byte here once it listens: the URL is announced only
+    # then (a client told too early would find nobody listening on the port)
+    ready_r, ready_w = os.pipe()
 
     def start(number: int) -> None:
         sys.stdout.flush()
@@ -168,11 +171,15 @@ def serve_workers(
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, signal.SIG_DFL)
+            os.close(ready_r)
             mine = sockets
             if own_sockets:
                 mine = listen(host, port, reuse_port=True)
                 for sock in sockets:
                     sock.close()  # the parent's reservation
+            with contextlib.suppress(OSError):
+                os.write(ready_w, b"1")
+            os.close(ready_w)
             asyncio.run(serve_until_stopped(make_app(), host=host, port=port, sockets=mine))
         except BaseException as exc:  # reported, then the supervisor replaces this worker
             if isinstance(exc, OpxError):
@@ -196,6 +203,7 @@ def serve_workers(
     try:
         for number in range(workers):
             start(number)
+        _await_ready(ready_r, workers, state, say)
         shown = f"[{host}]" if ":" in host else host
         if on_ready is not None:
             on_ready(f"http://{shown}:{port}/api")
@@ -229,7 +237,26 @@ def serve_workers(
             signal.signal(sig, handler)
         for sock in sockets:
             sock.close()
+        os.close(ready_r)
+        os.close(ready_w)
     return 1 if failed else 0
+
+
+def _await_ready(
+    fd: int, workers: int, state: dict[str, bool], say: Callable[[str], None], timeout: float = 30
+) -> None:
+    """Wait until ``workers`` bytes arrived on ``fd`` (each worker listens), or a stop."""
+    import select
+
+    got, deadline = 0, time.monotonic() + timeout
+    while got < workers and not state["stopping"]:
+        if time.monotonic() > deadline:
+            late = workers - got
+            say(f"opx serve: {late} of {workers} workers not listening after {timeout:g} s")
+            return
+        readable, _, _ = select.select([fd], [], [], 0.2)
+        if readable:
+            got += len(os.read(fd, workers - got))
 
 
 __all__ = ["MAX_RESTARTS", "per_worker_sockets", "reserve_port", "serve_workers"]
