@@ -430,8 +430,10 @@ def part_http(base: Path, args: argparse.Namespace) -> dict[str, Any]:
             (folder / "mlflow").mkdir()
             mlflow_server = MlflowServer(folder / "mlflow")
             servers.append(mlflow_server)
-        # warm-up, untimed: connections, imports, first segments, MLflow's first runs
-        opx_clients(opx_server, [bodies[:2]], "churn")
+        # warm-up, untimed: connections, imports, first segments, MLflow's first runs;
+        # as many connections as clients, so that every server worker is warmed (the
+        # kernel spreads connections over them: one would warm one worker)
+        opx_clients(opx_server, [bodies[i : i + 1] for i in range(args.clients)], "churn")
         if mlflow_server is not None:
             mlflow_clients(mlflow_server, 1, 2)
             mlflow_clients(mlflow_server, args.clients, 1)
