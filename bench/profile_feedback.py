@@ -171,8 +171,8 @@ def part_log(base: Path, args: argparse.Namespace) -> None:
             ),
         ),
         (
-            "  _event_keys (siphash of ids + mixing)",
-            med(lambda: ingest._event_keys("predictions", built, None, raw), reps),
+            "  _event_keys (hash of the ids' Arrow buffers + mixing)",
+            med(lambda: ingest._event_keys("predictions", built, None), reps),
         ),
         (
             "    of which _hash_strings(ids)",
