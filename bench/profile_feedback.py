@@ -138,7 +138,6 @@ def part_log(base: Path, args: argparse.Namespace) -> None:
 
     frame = ingest.normalize("predictions", ids=ids, score=score, features=cur, ts=ts, now=now)
     frame = frame.assign(model_version=1)
-    raw = ids if pd.api.types.infer_dtype(ids, skipna=False) == "string" else None
     built = frame.drop(columns=["eid_hi", "eid_lo", "model_version"])
     opx_bytes, floor_bytes = encode(frame), encode(caller)
     caller_table = pa.Table.from_pandas(caller, preserve_index=False)
