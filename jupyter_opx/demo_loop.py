@@ -114,16 +114,17 @@ def _prepare(workdir: Path, say: Callable[[str], None], database: str | None = N
     source = notebooks_dir()
     workdir.mkdir(parents=True, exist_ok=True)
     root = workdir / STORE_DIRNAME
+    if root.exists() and not (workdir / MARKER).exists():
+        raise ConflictError(
+            f"{root} exists and was not made by opx demo; use another --workspace "
+            "(the demo starts from an empty store)"
+        )
+    # closes the connections this process may hold to the old store, whose
+    # configuration is about to change
+    forget_workspace(root)
     if root.exists():
-        if not (workdir / MARKER).exists():
-            raise ConflictError(
-                f"{root} exists and was not made by opx demo; use another --workspace "
-                "(the demo starts from an empty store)"
-            )
         say(f"removing the previous demo's store {root}")
-        get_workspace(root).close()  # connections this process may hold to the old one
         shutil.rmtree(root)
-    forget_workspace(root)  # its configuration is about to change
     (workdir / MARKER).write_text("made by opx demo: its store is removed when it runs again\n")
     target = workdir / "notebooks"
     target.mkdir(exist_ok=True)

@@ -112,21 +112,15 @@ def _write_segment(
     ]
     with ws.blobs.writer(durable=True) as sink:
         offload = pipelined or (n >= _OFFLOAD_ROWS and _spare_core())
-        target = _Offload(sink) if offload else sink
-        try:
-            with pa.BufferedOutputStream(
-                pa.PythonFile(target, mode="w"), buffer_size=8 << 20
-            ) as out:
-                if pipelined:
-                    assert keys is not None
-                    _write_chunks(out, table, keys, dictionary)
-                else:
-                    pq.write_table(
-                        table, out, compression="lz4", use_dictionary=dictionary or False
-                    )
-        finally:
-            if isinstance(target, _Offload):
-                target.finish()
+        with (
+            _Offload.around(sink) if offload else contextlib.nullcontext(sink) as target,
+            pa.BufferedOutputStream(pa.PythonFile(target, mode="w"), buffer_size=8 << 20) as out,
+        ):
+            if pipelined:
+                assert keys is not None
+                _write_chunks(out, table, keys, dictionary)
+            else:
+                pq.write_table(table, out, compression="lz4", use_dictionary=dictionary or False)
     return sink.digest, sink.size
 
 

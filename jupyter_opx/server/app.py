@@ -244,6 +244,12 @@ def listen(host: str, port: int, reuse_port: bool = False) -> list[Any]:
         raise cannot_listen(host, port, exc) from None
 
 
+def api_url(host: str, port: int) -> str:
+    """The URL of the API served on ``host:port`` (an IPv6 address in brackets)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/api"
+
+
 def cannot_listen(host: str, port: int, exc: OSError) -> ConflictError:
     """The error for an address that cannot be bound, saying what to do."""
     return ConflictError(
@@ -295,10 +301,8 @@ async def serve_until_stopped(
             with contextlib.suppress(ValueError, NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
                 signals.append(sig)
-    bound = sockets[0].getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
     if on_ready is not None:
-        on_ready(f"http://{shown}:{bound}/api")
+        on_ready(api_url(host, sockets[0].getsockname()[1]))
     try:
         await stop.wait()
     finally:

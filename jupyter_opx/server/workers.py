@@ -151,7 +151,7 @@ def serve_workers(
         )
     if workers < 1:
         raise ValidationError("--workers must be 1 or more")
-    from .app import listen, serve_until_stopped
+    from .app import api_url, listen, serve_until_stopped
 
     children: dict[int, int] = {}  # pid -> worker number
     state = {"stopping": False}
@@ -204,9 +204,8 @@ def serve_workers(
         for number in range(workers):
             start(number)
         _await_ready(ready_r, workers, state, say)
-        shown = f"[{host}]" if ":" in host else host
         if on_ready is not None:
-            on_ready(f"http://{shown}:{port}/api")
+            on_ready(api_url(host, port))
         say(f"opx serve: {workers} worker processes ({', '.join(map(str, children))})")
         deaths, last_death = 0, 0.0
         while children:

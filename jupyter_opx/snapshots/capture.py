@@ -17,7 +17,6 @@ unchanged).
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import math
@@ -145,14 +144,8 @@ def _store_frame(ws: Workspace, frame: Any) -> tuple[str, int]:
         if int(frame.memory_usage(index=False, deep=False).sum()) < _OFFLOAD_BYTES:
             codecs.write_parquet(frame, sink)
         else:
-            target = OffloadWriter(sink)
-            try:
+            with OffloadWriter.around(sink) as target:
                 codecs.write_parquet(frame, target)
-            except BaseException:
-                with contextlib.suppress(BaseException):  # the encoding's error is the one
-                    target.finish()
-                raise
-            target.finish()
     return sink.digest, sink.size
 
 

@@ -132,6 +132,23 @@ class OffloadWriter(_WriteOnly):
         if self._error is not None:
             raise self._error
 
+    @classmethod
+    @contextmanager
+    def around(cls, sink: Any) -> Iterator[OffloadWriter]:
+        """An offload writer over ``sink``, finished on leaving the block.
+
+        When the block raises, the thread is still stopped but the block's
+        error is the one reported (the writer's own, if any, came after it).
+        """
+        target = cls(sink)
+        try:
+            yield target
+        except BaseException:
+            with suppress(BaseException):
+                target.finish()
+            raise
+        target.finish()
+
 
 class BlobStore:
     """A content-addressed store of immutable byte strings.
