@@ -98,6 +98,135 @@ def test_parse_body_json_ndjson_csv_agree():
         assert list(frame["eid_hi"]) == list(as_json["eid_hi"])  # same events, same keys
 
 
+_PLAIN_NDJSON = {
+    "features, offsets, naive times, gaps in features": (
+        "predictions",
+        [
+            {
+                "id": "c1",
+                "score": 0.8,
+                "ts": "2026-11-30T06:00:00Z",
+                "features": {"tenure": 4, "plan": "basic", "x": 1.5},
+            },
+            {
+                "id": "c2",
+                "score": 0.1,
+                "ts": "2026-11-30T07:00:00+01:00",
+                "features": {"tenure": None, "plan": None, "x": 2},
+            },
+            {
+                "id": "c3",
+                "score": 1,
+                "ts": "2026-11-30 08:00:00",
+                "features": {"tenure": 3, "plan": "pro", "x": None, "flag": True},
+            },
+        ],
+    ),
+    "integer ids, event ids, no times": (
+        "predictions",
+        [{"id": 17, "score": 0.5, "event_id": "e1"}, {"id": 18, "score": 0.25, "event_id": "e2"}],
+    ),
+    "labels, epoch seconds": (
+        "predictions",
+        [{"id": "a", "label": 1, "ts": 1796018400}, {"id": "b", "label": 0, "ts": 1796018400.5}],
+    ),
+    "score and label, fractions of a second": (
+        "predictions",
+        [
+            {"id": "a", "score": 0.3, "label": 1, "ts": "2026-11-30T06:00:00.250Z"},
+            {"id": "b", "score": 0.2, "label": 0, "ts": "2026-11-30T06:00:01.5+02:00"},
+        ],
+    ),
+    "features on some rows only": (
+        "predictions",
+        [{"id": "a", "score": 0.3}, {"id": "b", "score": 0.2, "features": {"k": 1}}],
+    ),
+    "treatments": (
+        "treatments",
+        [
+            {"id": "a", "arm": "email", "event_id": "t1", "ts": "2026-11-29T00:00:00Z"},
+            {"id": "b", "arm": "control", "event_id": "t2"},
+        ],
+    ),
+    "outcomes": (
+        "outcomes",
+        [{"id": "a", "value": 1, "ts": "2026-12-05T00:00:00Z"}, {"id": "b", "value": 0.5}],
+    ),
+}
+
+
+def _values(series):
+    return series.astype(object).where(series.notna(), None).tolist()
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("case", list(_PLAIN_NDJSON))
+def test_ndjson_arrow_path_stores_what_the_general_path_stores(ws, case):
+    """A plain NDJSON batch skips pandas (parse_events returns the Arrow table the
+    store writes); its columns, keys and stored segment are those of the same
+    events sent as a JSON array, which the general (pandas) path takes."""
+    import pyarrow as pa
+
+    from jupyter_opx.monitoring.ingest import parse_events
+
+    kind, records = _PLAIN_NDJSON[case]
+    ndjson = "\n".join(json.dumps(r) for r in records).encode()
+    events = parse_events(kind, ndjson, "application/x-ndjson", NOW)
+    assert isinstance(events, pa.Table)
+    general = parse_events(kind, json.dumps(records).encode(), "application/json", NOW)
+    assert isinstance(general, pd.DataFrame)
+    fast = parse_body(kind, ndjson, "application/x-ndjson", NOW)
+    assert list(fast.columns) == list(general.columns)
+    for col in general.columns:
+        assert _values(fast[col]) == _values(general[col]), col
+    assert fast["id"].dtype == general["id"].dtype
+    # what the store writes and reads back is the same, types included
+    written = [store._read_segment(ws, store._write_segment(ws, e)[0]) for e in (events, general)]
+    pd.testing.assert_frame_equal(written[0], written[1])
+
+
+@pytest.mark.backends("sqlite")
+def test_ndjson_batches_the_arrow_path_does_not_take(ws):
+    from jupyter_opx.monitoring.ingest import parse_events
+
+    def parsed(kind, *records):
+        body = "\n".join(json.dumps(r) for r in records).encode()
+        return parse_events(kind, body, "application/x-ndjson", NOW)
+
+    # a missing event id, a gap in the scores, a boolean score: the general path
+    # decides (and stores the same as for a JSON array)
+    frame = parsed(
+        "treatments", {"id": "a", "arm": "email", "event_id": "x"}, {"id": "b", "arm": "control"}
+    )
+    assert isinstance(frame, pd.DataFrame) and list(frame["arm"]) == ["email", "control"]
+    assert isinstance(
+        parsed("outcomes", {"id": "a", "value": True}, {"id": "b", "value": False}), pd.DataFrame
+    )
+    with pytest.raises(ValidationError, match="score must be a finite number") as info:
+        parsed("predictions", {"id": "a", "score": 0.5}, {"id": "b", "score": None})
+    assert info.value.fields["rows"] == [1]
+    with pytest.raises(ValidationError, match="non-empty id") as info:
+        parsed(
+            "predictions",
+            {"id": "a", "score": 0.5},
+            {"id": " ", "score": 0.1},
+            {"id": "", "score": 0.2},
+        )
+    assert info.value.fields["rows"] == [1, 2]
+    with pytest.raises(ValidationError, match="arm must be a non-empty string") as info:
+        parsed("treatments", {"id": "a", "arm": "email"}, {"id": "b", "arm": "  "})
+    assert info.value.fields["rows"] == [1]
+    with pytest.raises(ValidationError, match="must be UTF-8"):
+        parse_events("outcomes", b'{"id": "a\xff", "value": 1}\n', "application/x-ndjson", NOW)
+    with pytest.raises(ValidationError, match="ts must be ISO 8601") as info:
+        parsed(
+            "outcomes",
+            {"id": "a", "value": 1, "ts": "2026-11-30T06:00:00.5Z"},
+            {"id": "b", "value": 1, "ts": "soon"},
+        )
+    assert info.value.fields["rows"] == [1]
+
+
 def test_parse_body_errors():
     with pytest.raises(ValidationError, match="not JSON"):
         parse_body("outcomes", b"[{", "application/json")

@@ -38,16 +38,26 @@ class Logged:
 
 
 def log_events(
-    ws: Workspace, model: str, kind: str, frame: pd.DataFrame, keys: EventKeys | None = None
+    ws: Workspace,
+    model: str,
+    kind: str,
+    frame: pd.DataFrame | Any,
+    keys: EventKeys | None = None,
+    resolved: tuple[str, int] | None = None,
 ) -> Logged:
     """Store a validated batch for ``model`` (a name or a ref).
+
+    ``frame``: a DataFrame from :func:`.ingest.normalize`, or what
+    :func:`.ingest.parse_events` returns (an Arrow table for a plain NDJSON batch).
 
     ``keys``: with a frame from :func:`.ingest.normalize_deferred`, what computes
     its event keys (the store computes them while it writes).
 
     Predictions are attributed to the snapshot version the ref resolves to
     now (``churn@production`` → its current version), in a ``model_version``
-    column. Inside a job run, ``OPX_RUN_ID`` links the batch to the run.
+    column; ``resolved``: that ``(name, version)`` when the caller has just
+    looked it up (the HTTP handler, which answers 404 before reading a body).
+    Inside a job run, ``OPX_RUN_ID`` links the batch to the run.
 
     Raises
     ------
@@ -55,10 +65,18 @@ def log_events(
         The model (snapshot name) does not exist.
     """
     check_kind(kind)
-    name, resolved = resolve_version(ws, model)
-    version = resolved if kind == "predictions" else None
+    name, number = resolved if resolved is not None else resolve_version(ws, model)
+    version = number if kind == "predictions" else None
     if version is not None:
-        frame = frame.assign(model_version=version)
+        if isinstance(frame, pd.DataFrame):
+            frame = frame.assign(model_version=version)
+        else:
+            import numpy as np
+            import pyarrow as pa
+
+            frame = frame.append_column(
+                "model_version", pa.array(np.full(len(frame), version, dtype=np.int64))
+            )
     rid = os.environ.get("OPX_RUN_ID")
     segment = store.append(
         ws, name, kind, frame, run_id=int(rid) if rid and rid.isdigit() else None, keys=keys

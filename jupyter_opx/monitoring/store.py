@@ -81,9 +81,10 @@ _CHUNK_ROWS = 131_072  # row group of a pipelined segment (keys of one while ano
 
 
 def _write_segment(
-    ws: Workspace, frame: pd.DataFrame, keys: EventKeys | None = None
+    ws: Workspace, frame: pd.DataFrame | Any, keys: EventKeys | None = None
 ) -> tuple[str, int]:
-    """Encode ``frame`` as a parquet blob (durable); returns its digest and size.
+    """Encode ``frame`` (a DataFrame or an Arrow table) as a parquet blob (durable);
+    returns its digest and size.
 
     With ``keys`` (the frame's event-key columns are placeholders) the keys are
     filled in here: for a large batch on a machine with a spare core, chunk by
@@ -95,11 +96,15 @@ def _write_segment(
 
     n = len(frame)
     pipelined = keys is not None and n >= _OFFLOAD_ROWS and _spare_core()
-    if keys is not None and not pipelined:
-        frame["eid_hi"], frame["eid_lo"] = keys(0, n)
-    # nthreads=1: the columns convert without copies, and a thread pool per call
-    # (pyarrow's default for wide frames) costs more than it saves on a batch
-    table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
+    if isinstance(frame, pa.Table):  # from the HTTP path: already Arrow, keys included
+        assert keys is None
+        table = frame
+    else:
+        if keys is not None and not pipelined:
+            frame["eid_hi"], frame["eid_lo"] = keys(0, n)
+        # nthreads=1: the columns convert without copies, and a thread pool per call
+        # (pyarrow's default for wide frames) costs more than it saves on a batch
+        table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
     # dictionaries pay off for categories (arms, categorical features), not for
     # numbers, times or the ids and event ids, which are mostly distinct within a
     # batch: pyarrow would hash each into a dictionary only to give up at its limit
@@ -158,15 +163,29 @@ def _write_chunks(out: Any, table: Any, keys: EventKeys, dictionary: list[str]) 
                 pending.exception()  # never leave the writer busy on another thread
 
 
+def _time_range(frame: pd.DataFrame | Any) -> tuple[datetime, datetime]:
+    """The first and last ``ts`` of a batch (a DataFrame or an Arrow table)."""
+    if isinstance(frame, pd.DataFrame):
+        ts = frame["ts"]
+        return ts.min().to_pydatetime(), ts.max().to_pydatetime()
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    bounds = pc.min_max(frame.column("ts").cast(pa.int64()))
+    lo, hi = (pd.Timestamp(bounds[k].as_py(), tz="UTC") for k in ("min", "max"))
+    return lo.to_pydatetime(), hi.to_pydatetime()
+
+
 def append(
     ws: Workspace,
     model: str,
     kind: str,
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Any,
     run_id: int | None = None,
     keys: EventKeys | None = None,
 ) -> int:
-    """Store a validated batch as one segment; returns the segment id.
+    """Store a validated batch (a DataFrame, or the Arrow table of
+    :func:`.ingest.parse_events`) as one segment; returns the segment id.
 
     The blob is written and synced first, then the catalog row is committed
     with a change-sequence bump: when this returns, the events are durable.
@@ -174,8 +193,7 @@ def append(
     """
     check_kind(kind)
     digest, size = _write_segment(ws, frame, keys)
-    ts = frame["ts"]
-    lo, hi = ts.min().to_pydatetime(), ts.max().to_pydatetime()
+    lo, hi = _time_range(frame)
 
     def write(conn: Connection) -> int:
         Database.record_blobs(conn, {digest: size})
@@ -216,7 +234,16 @@ def _read_segment(ws: Workspace, digest: str) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     data = ws.blobs.get_buffer(digest)  # hash-verified
-    return pq.read_table(pa.BufferReader(pa.py_buffer(data))).to_pandas()
+    frame = pq.read_table(pa.BufferReader(pa.py_buffer(data))).to_pandas()
+    if frame["id"].dtype != _ID_DTYPE:
+        # segments written from Arrow (the HTTP path) carry no pandas metadata: their
+        # ids read back as pandas' default "str"; every segment reads as normalize()'s
+        frame["id"] = frame["id"].astype(_ID_DTYPE)
+    return frame
+
+
+#: the dtype of ``id`` in what :func:`.ingest.normalize` returns and :func:`read` reads
+_ID_DTYPE = pd.StringDtype("pyarrow")
 
 
 _EMPTY_COLUMNS = {

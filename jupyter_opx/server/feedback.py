@@ -51,9 +51,12 @@ def ingest_body(
     content_type: str,
     content_encoding: str,
     limit: int,
+    resolved: tuple[str, int] | None = None,
 ) -> Logged:
-    """Decode, validate and store one POSTed batch (blocking; all or nothing)."""
-    from ..monitoring.ingest import parse_body
+    """Decode, validate and store one POSTed batch (blocking; all or nothing).
+
+    ``resolved``: the model's ``(name, version)``, when already looked up."""
+    from ..monitoring.ingest import parse_events
     from ..monitoring.log import log_events
 
     encoding = (content_encoding or "identity").strip().lower()
@@ -61,8 +64,8 @@ def ingest_body(
         body = _gunzip(body, limit)
     elif encoding != "identity":
         raise ValidationError(f"unsupported Content-Encoding {encoding!r}; send gzip or none")
-    frame = parse_body(kind, body, content_type)
-    return log_events(ws, model, kind, frame)
+    events = parse_events(kind, body, content_type)
+    return log_events(ws, model, kind, events, resolved=resolved)
 
 
 @stream_request_body
@@ -96,7 +99,9 @@ class IngestHandler(OpxHandler):
         if length.isdigit() and int(length) > limit:
             raise _too_large(limit)
         # an unknown model is answered before its body is read
-        await self.run_blocking(resolve_version, self.ctx.ws, self.path_kwargs["model"])
+        self._resolved = await self.run_blocking(
+            resolve_version, self.ctx.ws, self.path_kwargs["model"]
+        )
         set_max = getattr(self.request.connection, "set_max_body_size", None)
         if set_max is not None:
             # chunked bodies: read (and drop) up to twice the limit to answer 413 cleanly
@@ -122,6 +127,7 @@ class IngestHandler(OpxHandler):
             self.request.headers.get("Content-Type", ""),
             self.request.headers.get("Content-Encoding", ""),
             self.ctx.max_body,
+            self._resolved,
         )
         self.render_json(logged.to_dict(), status=201)
 
