@@ -10,6 +10,8 @@ have outcomes; new outcomes and treatments; a new snapshot version.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -219,8 +221,21 @@ def test_large_segments_hash_and_write_on_a_thread(ws, monkeypatch):
 
     ids, scores, feats, ts = _batch(3000, 1, 0, 0)
 
+    import os
+
+    from jupyter_opx.store import blobs
+
+    synced = []
+    real_sync = os.fdatasync
+
+    def fdatasync(fd):
+        synced.append(threading.current_thread().name)
+        real_sync(fd)
+
+    monkeypatch.setattr(blobs.os, "fdatasync", fdatasync)
     batch = normalize("predictions", ids=ids, score=scores, features=feats, ts=ts)
     direct = store._write_segment(ws, batch)
+    assert synced == []  # a small segment is synced once, when complete (os.fsync)
     monkeypatch.setattr(store, "_OFFLOAD_ROWS", 1)
     monkeypatch.setattr(store, "_spare_core", lambda: True)
     used = []
@@ -234,6 +249,8 @@ def test_large_segments_hash_and_write_on_a_thread(ws, monkeypatch):
     offloaded = store._write_segment(ws, batch)
     assert offloaded == direct and used == [direct[1]]
     assert ws.blobs.get(direct[0])  # hash-verified on read
+    # the writer thread sends what it wrote to the disk while pyarrow encodes on
+    assert synced and set(synced) == {"opx-blob-writer"}
 
 
 def test_an_offloaded_write_error_reaches_the_caller(ws, monkeypatch):

@@ -23,7 +23,9 @@ small segments (readers then start again from the merged segment).
 Writing a large batch (``opx.log_*`` of 200k rows or more, when a core is
 idle) is pipelined: its event keys are computed 131,072 rows at a time while
 the previous row group is encoded on another thread, and a third hashes and
-writes the encoded bytes; small batches (an HTTP POST) are written in one go.
+writes the encoded bytes, sending them to the disk as it goes (so the sync
+before the segment is published waits for the last few MB, not for 120);
+small batches (an HTTP POST) are written in one go.
 """
 
 from __future__ import annotations
@@ -102,9 +104,11 @@ def _write_segment(
     else:
         if keys is not None and not pipelined:
             frame["eid_hi"], frame["eid_lo"] = keys(0, n)
-        # nthreads=1: the columns convert without copies, and a thread pool per call
-        # (pyarrow's default for wide frames) costs more than it saves on a batch
-        table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
+        # each float column is scanned for NaN (they become nulls): ~2.5 ms per million
+        # rows, which pyarrow's thread pool halves on a large batch; on a small one
+        # (an HTTP POST) the pool costs more than it saves
+        threads = None if n >= _OFFLOAD_ROWS else 1
+        table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=threads)
     # dictionaries pay off for categories (arms, categorical features), not for
     # numbers, times or the ids and event ids, which are mostly distinct within a
     # batch: pyarrow would hash each into a dictionary only to give up at its limit

@@ -73,6 +73,14 @@ class HashingWriter(_WriteOnly):
         self.size = 0
         self.written = True
         self.closed = False
+        self.sync_fd: int | None = None  # set for a durable blob on a local disk
+
+    def write_back(self) -> None:
+        """Send what was written so far to the disk (a durable blob on a local disk;
+        else nothing), so that the final sync has only the tail left to wait for."""
+        if self.sync_fd is not None:
+            self._raw.flush()
+            os.fdatasync(self.sync_fd)
 
     def write(self, data: Any) -> int:
         view = memoryview(data)
@@ -110,10 +118,15 @@ class OffloadWriter(_WriteOnly):
         self._thread.start()
 
     def _run(self) -> None:
+        write_back = getattr(self.sink, "write_back", None)
         while (chunk := self._queue.get()) is not None:
             if self._error is None:
                 try:
                     self.sink.write(chunk)
+                    if write_back is not None:
+                        # this thread waits for the disk while pyarrow encodes: the
+                        # sync before the blob is published then has little left to do
+                        write_back()
                 except BaseException as exc:  # reported by write() or finish()
                     self._error = exc
 
@@ -222,6 +235,8 @@ class BlobStore:
                 "make it writable or point 'artifacts' in .opx/config.toml elsewhere"
             ) from exc
         sink = HashingWriter(raw)
+        if durable and self.local:
+            sink.sync_fd = raw.fileno()
         try:
             with raw:
                 yield sink
