@@ -26,7 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     from .exceptions import ValidationError
-    from .server.app import make_app, serve_until_stopped
+    from .server.app import make_app, serve_until_stopped, tune_malloc
 
     if not args.max_body > 0:
         raise ValidationError("--max-body must be a positive number of MiB")
@@ -38,6 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     who = " [%(process)d]" if args.workers > 1 else ""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s{who} %(message)s")
     max_body = int(args.max_body * 2**20)
+    tune_malloc()  # before any worker is forked: they inherit it
 
     def ready(url: str) -> None:
         print(f"opx serve: {url} (store {ws.root})", flush=True)

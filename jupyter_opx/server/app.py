@@ -44,6 +44,7 @@ import contextlib
 import logging
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -224,6 +225,45 @@ def make_app(
         log_function=_log_request,
         opx=ctx,
         **settings,
+    )
+
+
+#: glibc's ``mallopt`` parameters (``<malloc.h>``)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: blocks up to this size come from the heap, which keeps what it is given back
+#: up to :data:`_HEAP_KEPT` (both well above a request's few bodies of 5 MB)
+_MMAP_THRESHOLD = 32 << 20
+_HEAP_KEPT = 256 << 20
+
+
+def tune_malloc() -> bool:
+    """Let glibc's allocator keep large freed blocks for the next request (``opx serve``).
+
+    Each ingestion request allocates a few blocks of the body's size (the body
+    joined, its text, tornado's read buffer). By default glibc maps a fresh
+    block for each (its threshold adapts, but returns once the heap shrinks)
+    and unmaps it when freed, so every request page-faults its bodies in
+    again. Measured on 2 cores: a bare tornado handler taking 5.4 MB POSTs
+    went from 2.3–4.3 ms of CPU per request to 8.7–10 ms (2,583 faults, 7 ms
+    of it in the kernel) in one server start out of three or four; ``opx
+    serve`` under 8 clients had 1,000–1,800 faults per 10,000-event batch in
+    some runs. Served from the heap, with up to 256 MB of freed memory kept,
+    it stays at 0–100. Returns whether it applied (glibc only; elsewhere
+    nothing changes).
+    """
+    import ctypes
+    import ctypes.util
+
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others: no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _HEAP_KEPT)
     )
 
 
