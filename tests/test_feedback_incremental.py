@@ -253,6 +253,27 @@ def test_large_segments_hash_and_write_on_a_thread(ws, monkeypatch):
     assert synced and set(synced) == {"opx-blob-writer"}
 
 
+@pytest.mark.parametrize(
+    ("readings", "spare"), [([2, 1, 2], True), ([2, 2, 2], False), ([1, 1, 1], True)]
+)
+def test_a_core_is_spare_unless_every_reading_finds_it_taken(monkeypatch, readings, spare):
+    """A task runnable for a moment (one reading of /proc/loadavg in three) does not
+    send a large batch down the serial path; one that stays runnable does."""
+    import io
+    import os
+
+    left = list(readings)
+
+    def fake_open(path, *args, **kwargs):
+        assert path == "/proc/loadavg"
+        return io.StringIO(f"0.50 0.40 0.30 {left.pop(0)}/80 1234\n")
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(store, "open", fake_open, raising=False)
+    assert store._spare_core(pause=0) is spare
+    assert left == []
+
+
 def test_an_offloaded_write_error_reaches_the_caller(ws, monkeypatch):
     class Broken:
         def write(self, data):
