@@ -137,6 +137,13 @@ _PLAIN_NDJSON = {
             {"id": "b", "score": 0.2, "label": 0, "ts": "2026-11-30T06:00:01.5+02:00"},
         ],
     ),
+    "text beyond ASCII (UTF-8)": (
+        "predictions",
+        [
+            {"id": "café-1", "score": 0.3, "features": {"plan": "größer"}},
+            {"id": "東京-2", "score": 0.2, "features": {"plan": "basic"}},
+        ],
+    ),
     "features on some rows only": (
         "predictions",
         [{"id": "a", "score": 0.3}, {"id": "b", "score": 0.2, "features": {"k": 1}}],
@@ -170,7 +177,7 @@ def test_ndjson_arrow_path_stores_what_the_general_path_stores(ws, case):
     from jupyter_opx.monitoring.ingest import parse_events
 
     kind, records = _PLAIN_NDJSON[case]
-    ndjson = "\n".join(json.dumps(r) for r in records).encode()
+    ndjson = "\n".join(json.dumps(r, ensure_ascii=False) for r in records).encode()
     events = parse_events(kind, ndjson, "application/x-ndjson", NOW)
     assert isinstance(events, pa.Table)
     general = parse_events(kind, json.dumps(records).encode(), "application/json", NOW)
