@@ -100,20 +100,22 @@ def _id_array(kind: str, values: Any) -> Any:
         or pa.types.is_null(arr.type)
     ):
         raise _bad(kind, "ids must be strings or integers", range(len(arr)))
-    # null, empty or whitespace only (utf8_is_space: non-empty and all whitespace),
-    # without building trimmed copies of a million strings
-    blank = (
-        pc.or_kleene(
-            pc.or_kleene(pc.is_null(arr), pc.equal(pc.binary_length(arr), 0)),
-            pc.utf8_is_space(arr),
-        )
-        if not pa.types.is_null(arr.type)
-        else pa.array(np.ones(len(arr), bool))
-    )
+    blank = _blank(arr) if not pa.types.is_null(arr.type) else pa.array(np.ones(len(arr), bool))
     blank_np = blank.to_numpy(zero_copy_only=False)
     if blank_np.any():
         raise _bad(kind, "every event needs a non-empty id", np.flatnonzero(blank_np))
     return pc.cast(arr, pa.large_string())
+
+
+def _blank(arr: Any) -> Any:
+    """Per string of an Arrow array: null, empty or whitespace only (``utf8_is_space``:
+    non-empty and all whitespace), without building trimmed copies of a million strings."""
+    import pyarrow.compute as pc
+
+    return pc.or_kleene(
+        pc.or_kleene(pc.is_null(arr), pc.equal(pc.binary_length(arr), 0)),
+        pc.utf8_is_space(arr),
+    )
 
 
 def _scalar_time(kind: str, value: Any, now: pd.Timestamp) -> pd.Timestamp:
@@ -617,9 +619,7 @@ def _plain_strings(table: Any, name: str) -> Any:
     if name not in table.column_names:
         return None
     col = table.column(name).combine_chunks()
-    if not pa.types.is_string(col.type) or col.null_count:
-        raise _NotPlain(name)
-    if pc.any(pc.or_kleene(pc.equal(pc.binary_length(col), 0), pc.utf8_is_space(col))).as_py():
+    if not pa.types.is_string(col.type) or pc.any(_blank(col)).as_py():
         raise _NotPlain(name)
     return col
 
@@ -796,12 +796,11 @@ def parse_body(
     return events if isinstance(events, pd.DataFrame) else _frame_of(events)
 
 
-def _is_utf8(body: bytes) -> bool:
+def _text(body: bytes) -> str:
     try:
-        body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError:
-        return False
-    return True
+        raise ValidationError("the body must be UTF-8 text") from None
 
 
 def parse_events(kind: str, body: bytes, content_type: str, now: pd.Timestamp | None = None) -> Any:
@@ -810,16 +809,15 @@ def parse_events(kind: str, body: bytes, content_type: str, now: pd.Timestamp | 
     DataFrame; :func:`.log.log_events` takes either.
     """
     ctype = (content_type or "application/json").split(";")[0].strip().lower()
-    if ctype in _NDJSON and (body.isascii() or _is_utf8(body)):
-        # checked first: Arrow's JSON reader does not check every string is UTF-8
-        # (ASCII, the usual body, is UTF-8: a fast scan instead of a 5 MB decode)
+    # UTF-8 is checked first (Arrow's JSON reader does not check every string); ASCII,
+    # the usual body, is UTF-8 already: a fast scan instead of a 5 MB decode
+    text = None if body.isascii() else _text(body)
+    if ctype in _NDJSON:
         fast = _ndjson_arrow(check_kind(kind), body, now)
         if fast is not None:
             return fast
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError("the body must be UTF-8 text") from None
+    if text is None:
+        text = _text(body)
     if ctype in _NDJSON:
         records = []
         for i, line in enumerate(text.splitlines()):

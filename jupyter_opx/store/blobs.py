@@ -240,10 +240,10 @@ class BlobStore:
         try:
             with raw:
                 yield sink
-                if durable and self.local:
+                if sink.sync_fd is not None:
                     # on disk before it is published: a 2xx after ingestion means durable
                     raw.flush()
-                    os.fsync(raw.fileno())
+                    os.fsync(sink.sync_fd)
             path = self.path(sink.digest)
             if self.fs.exists(path) and self.fs.size(path) == sink.size:
                 self.fs.rm_file(tmp)
